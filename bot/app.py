@@ -1,0 +1,39 @@
+"""The application object: settings, corpus and service for one data directory, built in one place."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.corpus import Corpus
+from bot.service import BriefingService
+from bot.settings import Settings
+from index.embeddings import Encoder
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+
+
+@dataclass
+class Briefbot:
+    settings: Settings
+    corpus: Corpus
+    service: BriefingService
+
+    @classmethod
+    def open(cls, settings: Settings, encoder: Encoder | None = None, sync_index: bool = True) -> "Briefbot":
+        """Open the data directory and bring the index into agreement with the database."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        corpus = Corpus(settings, encoder)
+        if sync_index:
+            corpus.open()
+        return cls(settings, corpus, BriefingService(corpus, settings))
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "sentence_transformers", "transformers", "faiss", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

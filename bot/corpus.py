@@ -1,0 +1,219 @@
+"""The corpus: the database plus the FAISS index derived from it, kept in agreement.
+
+Order of writes on ingest: database first (one transaction per article, embeddings included), index
+second. A crash in between leaves passages the index lacks; `open()` notices and adds them from the
+stored embeddings, so the two never disagree for long and nothing needs re-embedding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from bot.settings import Settings
+from bot.storage import Article, Passage, Store, bytes_to_matrix, vector_to_bytes
+from index.attribution import attribute_chunks
+from index.chunker import chunk_article
+from index.embeddings import EMBEDDING_DIM, Encoder, SentenceTransformerEncoder
+from index.parsers import ParseFailure, iter_inputs, parse_path
+from index.types import ParsedArticle
+from index.vectors import IndexCorrupt, VectorIndex
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "passages.faiss"
+SAVE_EVERY_ARTICLES = 500
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did, for the summary line and for scripts."""
+
+    files: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    passages: int = 0
+    failures: list[ParseFailure] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (
+            f"{self.files} file(s): {self.added} new article(s), {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.passages} passage(s) indexed"
+        )
+        if self.failures:
+            text += f", {len(self.failures)} skipped"
+        return text
+
+
+def article_key(parsed: ParsedArticle) -> str:
+    """A stable identity so the same article ingested twice is recognised and a changed one replaced."""
+    if parsed.external_id:
+        return f"id:{parsed.external_id}"[:512]
+    if parsed.url:
+        return f"url:{parsed.url}"[:512]
+    title = re.sub(r"\W+", " ", parsed.title.lower()).strip()
+    return f"title:{title}|{(parsed.source or '').lower()}"[:512]
+
+
+def content_hash(parsed: ParsedArticle) -> str:
+    fields = [parsed.title, parsed.text, parsed.source, parsed.author, parsed.dateline, parsed.url,
+              parsed.published.isoformat() if parsed.published else None]
+    return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+class Corpus:
+    """Owns the store, the vector index and (lazily) the encoder for one data directory."""
+
+    def __init__(self, settings: Settings, encoder: Encoder | None = None):
+        self.settings = settings
+        self.store = Store(settings.resolved_database_url)
+        self._encoder = encoder
+        self.index_path = settings.index_dir / INDEX_FILE
+        self.index = VectorIndex(encoder.dim if encoder else EMBEDDING_DIM)
+        self._dirty = False
+
+    @property
+    def encoder(self) -> Encoder:
+        """Loaded on first use: listing sources or rebuilding the index should not pay for the model."""
+        if self._encoder is None:
+            self._encoder = SentenceTransformerEncoder(
+                self.settings.embedding_model,
+                allow_download=self.settings.allow_model_download,
+                batch_size=self.settings.embedding_batch_size,
+                threads=self.settings.torch_threads,
+            )
+        return self._encoder
+
+    # --- keeping the index in agreement with the database ---------------------------------------
+    def open(self) -> None:
+        """Load the saved index and repair it against the database: add the missing, drop the extra."""
+        if self.index_path.exists():
+            try:
+                self.index = VectorIndex.load(self.index_path, self.index.dim)
+            except IndexCorrupt as exc:
+                log.warning("index unreadable (%s); rebuilding from the database", exc)
+                self.reindex()
+                return
+        self.sync()
+
+    def sync(self) -> tuple[int, int]:
+        """Make the index hold exactly the database's passages. Returns (added, removed)."""
+        self._embed_missing()
+        stored = self.store.passage_ids()
+        held = self.index.ids()
+        extra = held - stored
+        missing = stored - held
+        removed = self.index.remove(extra)
+        added = self._add_from_store(missing)
+        if added or removed:
+            log.info("index repaired: %d passage(s) added, %d removed", added, removed)
+            self.save_index()
+        return added, removed
+
+    def reindex(self) -> int:
+        """Rebuild the index from the stored embeddings (and embed any passage that has none)."""
+        self._embed_missing()
+        self.index = VectorIndex(self.index.dim)
+        added = self._add_from_store(None)
+        self.save_index()
+        log.info("index rebuilt with %d passage(s)", added)
+        return added
+
+    def save_index(self) -> None:
+        self.index.save(self.index_path)
+        self._dirty = False
+
+    def _add_from_store(self, ids: set[int] | None) -> int:
+        if ids is not None and not ids:
+            return 0
+        added = 0
+        for batch_ids, blobs in self.store.iter_embeddings(ids):
+            pairs = [(i, b) for i, b in zip(batch_ids, blobs) if b is not None]
+            if not pairs:
+                continue
+            self.index.add([i for i, _ in pairs], bytes_to_matrix([b for _, b in pairs], self.index.dim))
+            added += len(pairs)
+        return added
+
+    def _embed_missing(self) -> None:
+        """Passages stored without an embedding (an interrupted run of an older version) get one now."""
+        while True:
+            pending = self.store.passages_missing_embeddings()
+            if not pending:
+                return
+            vectors = self.encoder.encode([p.text for p in pending])
+            self.store.set_embeddings({p.id: vector_to_bytes(v) for p, v in zip(pending, vectors)})
+
+    # --- ingestion ------------------------------------------------------------------------------
+    def ingest_paths(self, paths: Iterable[Path], progress: Callable[[int], None] | None = None) -> IngestReport:
+        """Parse, chunk, attribute, embed and store every article under `paths`; bad files are reported, not fatal."""
+        report = IngestReport()
+        since_save = 0
+        for path in iter_inputs(list(paths)):
+            report.files += 1
+            for item in parse_path(path):
+                if isinstance(item, ParseFailure):
+                    log.warning("skipped %s: %s", item.origin, item.reason)
+                    report.failures.append(item)
+                    continue
+                self.ingest_article(item, report)
+                since_save += 1
+                if progress:
+                    progress(1)
+                if since_save >= SAVE_EVERY_ARTICLES and self._dirty:
+                    self.save_index()
+                    since_save = 0
+        if self._dirty:
+            self.save_index()
+        return report
+
+    def ingest_article(self, parsed: ParsedArticle, report: IngestReport) -> None:
+        key = article_key(parsed)
+        digest = content_hash(parsed)
+        existing = self.store.find_article(key)
+        if existing is not None and existing.content_hash == digest:
+            report.unchanged += 1
+            return
+        chunks = attribute_chunks(chunk_article(parsed.text, max_words=self.settings.passage_max_words))
+        if not chunks:
+            report.failures.append(ParseFailure(parsed.origin, "no text left after cleaning"))
+            return
+        vectors = self.encoder.encode([c.text for c in chunks])
+        article = Article(
+            article_key=key, external_id=parsed.external_id, title=parsed.title, source=parsed.source,
+            author=parsed.author, dateline=parsed.dateline, published=parsed.published, url=parsed.url,
+            text=parsed.text, content_hash=digest,
+        )
+        passages = [
+            Passage(
+                position=c.position, text=c.text, start=c.start, end=c.end,
+                speakers_json=json.dumps([s.as_dict() for s in c.speakers]), embedding=vector_to_bytes(v),
+                article_id=0,
+            )
+            for c, v in zip(chunks, vectors)
+        ]
+        removed = self.store.save_article(article, passages, replace_id=existing.id if existing else None)
+        self.index.remove(set(removed))
+        self.index.add([p.id for p in passages], vectors)
+        self._dirty = True
+        report.passages += len(passages)
+        if existing is None:
+            report.added += 1
+        else:
+            report.updated += 1
+
+    # --- search -----------------------------------------------------------------------------------
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.encoder.encode([text])[0]
+
+    def dense_search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        return self.index.search(query_vector, k)
+

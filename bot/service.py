@@ -1,0 +1,281 @@
+"""The briefing service: question in, verbatim passages with their attribution out.
+
+It knows nothing of Telegram. The terminal chat, `briefbot ask` and the Telegram handlers all call it,
+so they give the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from bot.conversation import ConversationState, Intent, classify, contextual_query
+from bot.corpus import Corpus
+from bot.settings import Settings
+from bot.storage import Article, Passage
+from index.highlight import best_sentence_spans
+from index.types import Speaker
+
+log = logging.getLogger(__name__)
+
+FOCUS_BONUS = 0.04  # a follow-up prefers the article the conversation is about
+CANDIDATES = 50
+
+
+class BadQuestion(ValueError):
+    """The message can't be answered as it stands; the text is safe to show the user."""
+
+
+@dataclass
+class Result:
+    """One passage shown to the user, with everything needed to attribute it."""
+
+    rank: int
+    score: float
+    passage_id: int
+    text: str
+    highlight: str
+    highlight_start: int
+    highlight_end: int
+    article_id: int
+    position: int
+    title: str
+    source: str | None
+    author: str | None
+    dateline: str | None
+    published: datetime | None
+    url: str | None
+    speakers: list[Speaker]
+
+    def to_json(self) -> dict:
+        return {
+            "rank": self.rank, "score": round(self.score, 4), "text": self.text, "highlight": self.highlight,
+            "passage_id": self.passage_id, "article_id": self.article_id, "position": self.position,
+            "title": self.title, "source": self.source, "author": self.author, "dateline": self.dateline,
+            "published": self.published.isoformat() if self.published else None, "url": self.url,
+            "speakers": [s.as_dict() for s in self.speakers],
+        }
+
+
+@dataclass
+class Headline:
+    article_id: int
+    title: str
+    source: str | None
+    published: datetime | None
+    url: str | None
+
+    def to_json(self) -> dict:
+        return {"article_id": self.article_id, "title": self.title, "source": self.source,
+                "published": self.published.isoformat() if self.published else None, "url": self.url}
+
+
+@dataclass
+class Answer:
+    question: str
+    answered: bool
+    results: list[Result] = field(default_factory=list)
+    headlines: list[Headline] = field(default_factory=list)  # offered instead when nothing answers
+
+    def to_json(self) -> dict:
+        data = {"question": self.question, "answered": self.answered, "results": [r.to_json() for r in self.results]}
+        if not self.answered:
+            data["headlines"] = [h.to_json() for h in self.headlines]
+        return data
+
+
+@dataclass
+class Reply:
+    """What the bot says back to one chat message, before any rendering."""
+
+    kind: str  # answer | declined | more | attribution | neighbour | notice
+    message: str  # a short lead line in plain text ("Here is what I found", "Nothing more on this")
+    answer: Answer
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "message": self.message, **self.answer.to_json()}
+
+
+def validate_question(question: str, max_chars: int) -> str:
+    text = " ".join((question or "").split())
+    if not text or not any(ch.isalnum() for ch in text):
+        raise BadQuestion("Please type a question, for example: why did Iran strike Pakistan?")
+    if len(text) > max_chars:
+        raise BadQuestion(
+            f"That message is {len(text):,} characters long; please ask in at most {max_chars:,} characters."
+        )
+    return text
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+class BriefingService:
+    def __init__(self, corpus: Corpus, settings: Settings):
+        self.corpus = corpus
+        self.store = corpus.store
+        self.settings = settings
+
+    # --- one question ---------------------------------------------------------------------------
+    def ask(self, question: str, k: int | None = None, exclude: set[int] | frozenset[int] = frozenset(),
+            focus_article: int | None = None) -> Answer:
+        """The best `k` passages for `question`, or a plain decline with the latest headlines."""
+        text = validate_question(question, self.settings.max_question_chars)
+        k = k or self.settings.results_per_answer
+        query_vector = self.corpus.embed_query(text)
+        hits = self.corpus.dense_search(query_vector, CANDIDATES + len(exclude) + k)
+        scored = []
+        for passage_id, score in hits:
+            if passage_id in exclude:
+                continue
+            scored.append((passage_id, score))
+        if focus_article is not None and scored:
+            passages = self.store.passages_by_id(i for i, _ in scored)
+            scored = [
+                (i, s + (FOCUS_BONUS if i in passages and passages[i].article_id == focus_article else 0.0))
+                for i, s in scored
+            ]
+            scored.sort(key=lambda pair: -pair[1])
+        top = scored[:k]
+        if not top or top[0][1] < self.settings.min_relevance:
+            return Answer(question=text, answered=False, headlines=self.latest())
+        results = self._results(text, query_vector, top)
+        return Answer(question=text, answered=True, results=results)
+
+    def _results(self, question: str, query_vector, scored: list[tuple[int, float]]) -> list[Result]:
+        passages = self.store.passages_by_id(i for i, _ in scored)
+        scored = [(i, s) for i, s in scored if i in passages]
+        articles = self.store.articles_by_id(passages[i].article_id for i, _ in scored)
+        texts = [passages[i].text for i, _ in scored]
+        spans = best_sentence_spans(question, query_vector, texts, self.corpus.encoder) if question else \
+            [(0, len(t)) for t in texts]
+        results = []
+        for rank, ((passage_id, score), (start, end)) in enumerate(zip(scored, spans), start=1):
+            results.append(self._result(rank, score, passages[passage_id], articles[passages[passage_id].article_id],
+                                        (start, end)))
+        return results
+
+    @staticmethod
+    def _result(rank: int, score: float, passage: Passage, article: Article, span: tuple[int, int]) -> Result:
+        start, end = span
+        return Result(
+            rank=rank, score=score, passage_id=passage.id, text=passage.text, highlight=passage.text[start:end],
+            highlight_start=start, highlight_end=end, article_id=article.id, position=passage.position,
+            title=article.title, source=article.source, author=article.author, dateline=article.dateline,
+            published=_aware(article.published), url=article.url, speakers=passage.speakers,
+        )
+
+    def passage_result(self, passage_id: int, rank: int = 1) -> Result | None:
+        """One stored passage as a result, unhighlighted (for attribution and neighbour replies)."""
+        passage = self.store.passages_by_id([passage_id]).get(passage_id)
+        if passage is None:
+            return None
+        article = self.store.article(passage.article_id)
+        return self._result(rank, 1.0, passage, article, (0, len(passage.text)))
+
+    # --- what the bot knows -----------------------------------------------------------------------
+    def latest(self, limit: int = 5) -> list[Headline]:
+        return [
+            Headline(a.id, a.title, a.source, _aware(a.published), a.url) for a in self.store.latest_articles(limit)
+        ]
+
+    def sources(self) -> list[tuple[str, int, datetime | None]]:
+        return self.store.source_summary()
+
+    def article(self, article_id: int) -> Article | None:
+        return self.store.article(article_id)
+
+    # --- a conversation -----------------------------------------------------------------------------
+    def load_state(self, chat_id: str) -> ConversationState:
+        row = self.store.load_conversation(chat_id)
+        data = json.loads(row.state_json) if row else None
+        ttl = timedelta(minutes=self.settings.conversation_ttl_minutes)
+        return ConversationState.from_dict(data, ttl)
+
+    def save_state(self, chat_id: str, state: ConversationState) -> None:
+        state.updated_at = datetime.now(timezone.utc).isoformat()
+        self.store.save_conversation(chat_id, state.to_dict())
+
+    def chat(self, chat_id: str, message: str) -> Reply:
+        """Answer one message of a conversation: new questions, follow-ups, "more", "who said that?", "what next?"."""
+        state = self.load_state(chat_id)
+        intent = classify(message, state.has_context)
+        if intent is Intent.MORE:
+            reply = self._more(state)
+        elif intent is Intent.WHO:
+            reply = self._who(state)
+        elif intent in (Intent.NEXT, Intent.BEFORE):
+            reply = self._neighbour(state, +1 if intent is Intent.NEXT else -1)
+        else:
+            if intent is Intent.FOLLOW_UP:
+                validate_question(message, self.settings.max_question_chars)
+                query = contextual_query(state.query, message)
+                answer = self.ask(query, focus_article=state.focus_article)
+            else:
+                query = validate_question(message, self.settings.max_question_chars)
+                answer = self.ask(query)
+            if answer.answered:
+                reply = Reply("answer", "", answer)
+                self._remember(state, query, answer.results, reset=True)
+            else:
+                reply = Reply("declined", "I have nothing on that in the articles I know. The latest headlines:", answer)
+                if intent is Intent.QUESTION:
+                    state = ConversationState()  # a new topic with no answer leaves nothing to follow up
+        self.save_state(chat_id, state)
+        return reply
+
+    def more(self, chat_id: str) -> Reply:
+        """The "More" button: the next results for the conversation's current question."""
+        state = self.load_state(chat_id)
+        reply = self._more(state)
+        self.save_state(chat_id, state)
+        return reply
+
+    def _more(self, state: ConversationState) -> Reply:
+        if not state.query:
+            return Reply("notice", "Ask me a question first, then I can show more.", Answer("", False))
+        answer = self.ask(state.query, exclude=set(state.shown))
+        if not answer.answered:
+            return Reply("notice", "That's all I have on this question.", Answer(state.query, False))
+        self._remember(state, state.query, answer.results)
+        return Reply("more", "", answer)
+
+    def _who(self, state: ConversationState) -> Reply:
+        if not state.last_shown:
+            return Reply("notice", "Ask me a question first; then I can tell you who said it.", Answer("", False))
+        result = self.passage_result(state.last_shown[0])
+        if result is None:
+            return Reply("notice", "That passage is no longer stored.", Answer("", False))
+        lead = "Source of the passage I last showed:"
+        return Reply("attribution", lead, Answer(state.query, True, [result]))
+
+    def _neighbour(self, state: ConversationState, step: int) -> Reply:
+        if state.focus_article is None or state.focus_position is None:
+            return Reply("notice", "Ask me a question first; then I can tell you what came next.", Answer("", False))
+        position = state.focus_position + step
+        passage = self.store.passage_at(state.focus_article, position) if position >= 0 else None
+        if passage is None:
+            edge = "the end" if step > 0 else "the beginning"
+            return Reply("notice", f"That's {edge} of the article.", Answer(state.query, False))
+        result = self.passage_result(passage.id)
+        state.focus_position = position
+        state.last_shown = [passage.id]
+        if passage.id not in state.shown:
+            state.shown.append(passage.id)
+        return Reply("neighbour", "", Answer(state.query, True, [result]))
+
+    @staticmethod
+    def _remember(state: ConversationState, query: str, results: list[Result], reset: bool = False) -> None:
+        if reset:
+            state.shown = []
+        state.query = query
+        state.last_shown = [r.passage_id for r in results]
+        state.shown.extend(r.passage_id for r in results if r.passage_id not in state.shown)
+        if results:
+            state.focus_article = results[0].article_id
+            state.focus_position = results[0].position
