@@ -43,7 +43,7 @@ _BEFORE = _phrases(
     r"what led to (?:that|this|it)", r"and earlier",
 )
 _PRONOUN_LED = re.compile(
-    r"^(?:and|but|so|also|what about|how about|why|how|they|he|she|it|its|their|his|her|that|this|those|these|"
+    r"^(?:and|but|so|also|what about|how about|they|he|she|it|its|their|his|her|that|this|those|these|"
     r"what did (?:they|he|she|it)|what do (?:they)|is that|was that|did (?:they|he|she|it))\b",
     re.IGNORECASE,
 )

@@ -87,7 +87,7 @@ class VectorIndex:
             raise IndexCorrupt(f"{path}: {exc}") from exc
         if index.d != dim or not hasattr(index, "id_map"):
             raise IndexCorrupt(f"{path}: dimension {index.d}, expected {dim}")
-        return cls(dim, faiss.downcast_index(index))
+        return cls(dim, index)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -1,0 +1,81 @@
+"""Shared fixtures: the real encoder (loaded once), a fresh data directory per test, the shared data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SEED = SHARED_DATA / "seed"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not beside the checkout")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """The packaged all-MiniLM-L6-v2, loaded offline once for the whole run."""
+    from index.embeddings import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from bot.settings import Settings
+
+    for name in ("DATABASE_URL", "TELEGRAM_BOT_TOKEN", "WEBHOOK_URL", "TELEGRAM_API_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
+    return Settings(BRIEFBOT_DATA_DIR=tmp_path / "data")
+
+
+@pytest.fixture
+def make_app(settings, encoder):
+    """Open (or re-open, as after a restart) the application on the test's data directory."""
+    from bot.app import Briefbot
+
+    def _open(**overrides) -> Briefbot:
+        for key, value in overrides.items():
+            setattr(settings, key, value)
+        return Briefbot.open(settings, encoder=encoder)
+
+    return _open
+
+
+@pytest.fixture(scope="session")
+def seeded_dir(tmp_path_factory, shared_data, encoder) -> Path:
+    """A data directory with the seed article and gum-news ingested, shared read-only by many tests."""
+    from bot.app import Briefbot
+    from bot.settings import Settings
+
+    data_dir = tmp_path_factory.mktemp("seeded") / "data"
+    app = Briefbot.open(Settings(BRIEFBOT_DATA_DIR=data_dir, DATABASE_URL=None), encoder=encoder)
+    report = app.corpus.ingest_paths([shared_data / "seed", shared_data / "gum-news"])
+    assert report.added == 25, report.summary()
+    app.corpus.store.engine.dispose()
+    return data_dir
+
+
+@pytest.fixture
+def seeded_app(seeded_dir, encoder, monkeypatch, tmp_path):
+    """The seeded corpus, copied so a test may talk to it (conversations write) without touching others."""
+    import shutil
+
+    from bot.app import Briefbot
+    from bot.settings import Settings
+
+    for name in ("DATABASE_URL", "TELEGRAM_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    target = tmp_path / "data"
+    shutil.copytree(seeded_dir, target)
+    return Briefbot.open(Settings(BRIEFBOT_DATA_DIR=target), encoder=encoder)
