@@ -74,7 +74,7 @@ class ConversationState:
     """What the bot remembers of one chat."""
 
     query: str = ""  # the effective question of the current topic
-    shown: list[int] = field(default_factory=list)  # passage ids shown for this topic, for "more"
+    topic_id: int | None = None  # the stored Topic: the question and every passage shown for it
     last_shown: list[int] = field(default_factory=list)  # what the last reply showed
     focus_article: int | None = None
     focus_position: int | None = None
@@ -86,7 +86,7 @@ class ConversationState:
 
     def to_dict(self) -> dict:
         return {
-            "query": self.query, "shown": self.shown[-200:], "last_shown": self.last_shown,
+            "query": self.query, "topic_id": self.topic_id, "last_shown": self.last_shown,
             "focus_article": self.focus_article, "focus_position": self.focus_position, "updated_at": self.updated_at,
         }
 
@@ -102,7 +102,7 @@ class ConversationState:
                 return cls()
             return cls(
                 query=str(data.get("query") or ""),
-                shown=[int(i) for i in data.get("shown") or []],
+                topic_id=int(data["topic_id"]) if data.get("topic_id") is not None else None,
                 last_shown=[int(i) for i in data.get("last_shown") or []],
                 focus_article=int(data["focus_article"]) if data.get("focus_article") is not None else None,
                 focus_position=int(data["focus_position"]) if data.get("focus_position") is not None else None,

@@ -91,8 +91,9 @@ class Reply:
     """What the bot says back to one chat message, before any rendering."""
 
     kind: str  # answer | declined | more | attribution | neighbour | notice
-    message: str  # a short lead line in plain text ("Here is what I found", "Nothing more on this")
+    message: str  # a short lead line in plain text ("Source of the passage I last showed:")
     answer: Answer
+    topic_id: int | None = None  # the question the results belong to, for a "More" button
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "message": self.message, **self.answer.to_json()}
@@ -206,7 +207,7 @@ class BriefingService:
         state = self.load_state(chat_id)
         intent = classify(message, state.has_context)
         if intent is Intent.MORE:
-            reply = self._more(state)
+            reply = self._more(chat_id, state, state.topic_id)
         elif intent is Intent.WHO:
             reply = self._who(state)
         elif intent in (Intent.NEXT, Intent.BEFORE):
@@ -220,8 +221,10 @@ class BriefingService:
                 query = validate_question(message, self.settings.max_question_chars)
                 answer = self.ask(query)
             if answer.answered:
-                reply = Reply("answer", "", answer)
-                self._remember(state, query, answer.results, reset=True)
+                topic = self.store.create_topic(chat_id, query, [r.passage_id for r in answer.results])
+                state.query, state.topic_id = query, topic.id
+                self._show(state, answer.results)
+                reply = Reply("answer", "", answer, topic_id=topic.id)
             else:
                 reply = Reply("declined", "I have nothing on that in the articles I know. The latest headlines:", answer)
                 if intent is Intent.QUESTION:
@@ -229,21 +232,24 @@ class BriefingService:
         self.save_state(chat_id, state)
         return reply
 
-    def more(self, chat_id: str) -> Reply:
-        """The "More" button: the next results for the conversation's current question."""
+    def more(self, chat_id: str, topic_id: int | None = None) -> Reply:
+        """The "More" button: the next results for a question this chat asked (the current one by default)."""
         state = self.load_state(chat_id)
-        reply = self._more(state)
+        reply = self._more(chat_id, state, topic_id if topic_id is not None else state.topic_id)
         self.save_state(chat_id, state)
         return reply
 
-    def _more(self, state: ConversationState) -> Reply:
-        if not state.query:
+    def _more(self, chat_id: str, state: ConversationState, topic_id: int | None) -> Reply:
+        topic = self.store.topic(topic_id) if topic_id is not None else None
+        if topic is None or topic.chat_id != chat_id:
             return Reply("notice", "Ask me a question first, then I can show more.", Answer("", False))
-        answer = self.ask(state.query, exclude=set(state.shown))
+        answer = self.ask(topic.query, exclude=set(topic.shown))
         if not answer.answered:
-            return Reply("notice", "That's all I have on this question.", Answer(state.query, False))
-        self._remember(state, state.query, answer.results)
-        return Reply("more", "", answer)
+            return Reply("notice", "That's all I have on this question.", Answer(topic.query, False), topic_id=topic.id)
+        self.store.extend_topic(topic.id, [r.passage_id for r in answer.results])
+        state.query, state.topic_id = topic.query, topic.id
+        self._show(state, answer.results)
+        return Reply("more", "", answer, topic_id=topic.id)
 
     def _who(self, state: ConversationState) -> Reply:
         if not state.last_shown:
@@ -251,8 +257,7 @@ class BriefingService:
         result = self.passage_result(state.last_shown[0])
         if result is None:
             return Reply("notice", "That passage is no longer stored.", Answer("", False))
-        lead = "Source of the passage I last showed:"
-        return Reply("attribution", lead, Answer(state.query, True, [result]))
+        return Reply("attribution", "Source of the passage I last showed:", Answer(state.query, True, [result]))
 
     def _neighbour(self, state: ConversationState, step: int) -> Reply:
         if state.focus_article is None or state.focus_position is None:
@@ -263,19 +268,15 @@ class BriefingService:
             edge = "the end" if step > 0 else "the beginning"
             return Reply("notice", f"That's {edge} of the article.", Answer(state.query, False))
         result = self.passage_result(passage.id)
-        state.focus_position = position
-        state.last_shown = [passage.id]
-        if passage.id not in state.shown:
-            state.shown.append(passage.id)
-        return Reply("neighbour", "", Answer(state.query, True, [result]))
+        self._show(state, [result])
+        if state.topic_id is not None:
+            self.store.extend_topic(state.topic_id, [passage.id])
+        return Reply("neighbour", "", Answer(state.query, True, [result]), topic_id=state.topic_id)
 
     @staticmethod
-    def _remember(state: ConversationState, query: str, results: list[Result], reset: bool = False) -> None:
-        if reset:
-            state.shown = []
-        state.query = query
+    def _show(state: ConversationState, results: list[Result]) -> None:
+        """What the last reply showed becomes the conversation's focus."""
         state.last_shown = [r.passage_id for r in results]
-        state.shown.extend(r.passage_id for r in results if r.passage_id not in state.shown)
         if results:
             state.focus_article = results[0].article_id
             state.focus_position = results[0].position

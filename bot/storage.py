@@ -63,6 +63,20 @@ class Conversation(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class Topic(SQLModel, table=True):
+    """One question a chat asked and the passages shown for it, so "More" works after a restart."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: str = Field(index=True, max_length=64)
+    query: str = Field(sa_column=Column(Text, nullable=False))
+    shown_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def shown(self) -> list[int]:
+        return [int(i) for i in json.loads(self.shown_json or "[]")]
+
+
 class Meta(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(sa_column=Column(Text, nullable=False))
@@ -232,6 +246,28 @@ class Store:
             row = session.get(Meta, key) or Meta(key=key, value=value)
             row.value = value
             session.add(row)
+            session.commit()
+
+    # --- topics (questions asked, for "More") -------------------------------------------------------
+    def create_topic(self, chat_id: str, query: str, shown: list[int]) -> Topic:
+        with self.session() as session:
+            topic = Topic(chat_id=chat_id, query=query, shown_json=json.dumps(shown))
+            session.add(topic)
+            session.commit()
+            return topic
+
+    def topic(self, topic_id: int) -> Topic | None:
+        with self.session() as session:
+            return session.get(Topic, topic_id)
+
+    def extend_topic(self, topic_id: int, shown: list[int]) -> None:
+        with self.session() as session:
+            topic = session.get(Topic, topic_id)
+            if topic is None:
+                return
+            known = topic.shown
+            topic.shown_json = json.dumps(known + [i for i in shown if i not in known])
+            session.add(topic)
             session.commit()
 
     # --- conversations -----------------------------------------------------------------------

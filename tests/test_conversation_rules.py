@@ -35,7 +35,7 @@ def test_follow_up_is_searched_with_the_question_it_follows():
 
 def test_state_round_trips_and_expires():
     now = datetime.now(timezone.utc)
-    state = ConversationState(query="q", shown=[1, 2], last_shown=[2], focus_article=7, focus_position=3,
+    state = ConversationState(query="q", topic_id=4, last_shown=[2], focus_article=7, focus_position=3,
                               updated_at=now.isoformat())
     restored = ConversationState.from_dict(state.to_dict(), timedelta(minutes=60), now=now + timedelta(minutes=5))
     assert restored == state
