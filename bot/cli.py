@@ -203,16 +203,29 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """The Telegram bot (long polling, or a webhook server when WEBHOOK_URL is set)."""
+    from bot.telegram_app import NO_TOKEN, run
+
+    settings = _settings(args)
+    if not settings.telegram_bot_token:
+        print(NO_TOKEN, file=sys.stderr)
+        return EXIT_USAGE
+    return run(Briefbot.open(settings))
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     """The demo: ingest the bundled samples if the corpus is empty, then run in Telegram or the terminal."""
     settings = _settings(args)
     app = Briefbot.open(settings)
     articles, _ = app.corpus.store.counts()
     if articles == 0:
-        report = app.corpus.ingest_paths([SAMPLES_DIR])
+        report = app.corpus.ingest_paths(sorted(SAMPLES_DIR.glob("*.txt")))
         print("sample articles: " + report.summary())
-    if settings.telegram_bot_token and "run" in COMMANDS:
-        return COMMANDS["run"](args)
+    if settings.telegram_bot_token:
+        from bot.telegram_app import run
+
+        return run(app)
     print("TELEGRAM_BOT_TOKEN is not set: starting the terminal chat instead.")
     args.json = False
     args.chat_id = "demo"
@@ -221,7 +234,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": cmd_ingest, "reindex": cmd_reindex, "status": cmd_status, "ask": cmd_ask, "chat": cmd_chat,
-    "attribute": cmd_attribute, "start": cmd_start,
+    "attribute": cmd_attribute, "start": cmd_start, "run": cmd_run,
 }
 
 
@@ -254,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attribute", parents=[common], help='speakers of {"id","text"} JSONL lines on stdin')
     p.add_argument("--json", action="store_true")
 
+    sub.add_parser("run", parents=[common], help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
     sub.add_parser("start", parents=[common], help="the demo: sample articles, then Telegram or the terminal chat")
     return parser
 

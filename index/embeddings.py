@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -63,16 +64,20 @@ class SentenceTransformerEncoder:
         self.dim = int(dimension() or EMBEDDING_DIM)
         self.name = f"sentence-transformers:{Path(location).name}"
         self.batch_size = batch_size
+        # Fast tokenizers fail ("Already borrowed") when two threads encode at once; questions arrive
+        # from worker threads, so encoding is serialised. The model itself uses every core anyway.
+        self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         # Length-sorted batches waste less padding; the model returns rows in input order.
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)

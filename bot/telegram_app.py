@@ -1,0 +1,96 @@
+"""The Telegram bot: all handler wiring in one place, over the same Briefbot application as the CLI."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlparse
+
+from telegram import Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.app import Briefbot
+from handlers import callbacks, commands, errors, other, questions
+from handlers.common import BRIEFBOT
+
+log = logging.getLogger(__name__)
+
+NO_TOKEN = (
+    "TELEGRAM_BOT_TOKEN is not set. Get a token from @BotFather in Telegram (/newbot), then put\n"
+    "TELEGRAM_BOT_TOKEN=123456:ABC... in .env or the environment. Without Telegram, `briefbot chat`\n"
+    "gives the same answers in the terminal."
+)
+
+
+class RedactToken(logging.Filter):
+    """Whatever a library logs, the bot token never reaches the log."""
+
+    def __init__(self, token: str):
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.token and self.token in record.getMessage():
+            record.msg = record.getMessage().replace(self.token, "<token>")
+            record.args = ()
+        return True
+
+
+def build_application(briefbot: Briefbot, token: str, base_url: str | None = None) -> Application:
+    """The PTB Application with every handler registered; `base_url` points at another Bot API server."""
+    builder = ApplicationBuilder().token(token).rate_limiter(AIORateLimiter(max_retries=3)).concurrent_updates(True)
+    if base_url:
+        builder = builder.base_url(base_url).base_file_url(base_url.replace("/bot", "/file/bot"))
+    builder = builder.post_init(_post_init)
+    application = builder.build()
+    application.bot_data[BRIEFBOT] = briefbot
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactToken(token))
+
+    private = filters.ChatType.PRIVATE
+    groups = filters.ChatType.GROUPS
+    fresh = filters.UpdateType.MESSAGE  # edited messages and channel posts are not questions
+    application.add_handler(CommandHandler("start", commands.start, filters=fresh))
+    application.add_handler(CommandHandler("help", commands.help_command, filters=fresh))
+    application.add_handler(CommandHandler("ask", questions.ask_command, filters=fresh))
+    application.add_handler(CommandHandler("latest", commands.latest, filters=fresh))
+    application.add_handler(CommandHandler("sources", commands.sources, filters=fresh))
+    application.add_handler(CallbackQueryHandler(callbacks.button))
+    application.add_handler(MessageHandler(fresh & private & filters.COMMAND, other.unknown_command))
+    application.add_handler(MessageHandler(fresh & private & filters.TEXT, questions.private_message))
+    application.add_handler(MessageHandler(fresh & groups & filters.TEXT & ~filters.COMMAND, questions.group_message))
+    application.add_handler(MessageHandler(fresh & private & ~filters.TEXT, other.not_text))
+    application.add_error_handler(errors.error_handler)
+    return application
+
+
+async def _post_init(application: Application) -> None:
+    await application.bot.set_my_commands(commands.COMMANDS)
+
+
+def run(briefbot: Briefbot) -> int:
+    """Long polling by default; a webhook server when WEBHOOK_URL is set."""
+    settings = briefbot.settings
+    if not settings.telegram_bot_token:
+        print(NO_TOKEN)
+        return 2
+    application = build_application(briefbot, settings.telegram_bot_token, settings.telegram_api_base_url)
+    if settings.webhook_url:
+        path = urlparse(settings.webhook_url).path.lstrip("/")
+        log.info("starting webhook server on %s:%s", settings.webhook_listen, settings.webhook_port)
+        application.run_webhook(
+            listen=settings.webhook_listen, port=settings.webhook_port, url_path=path,
+            webhook_url=settings.webhook_url, secret_token=settings.webhook_secret,
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        log.info("starting long polling")
+        application.run_polling(allowed_updates=Update.ALL_TYPES)
+    return 0
