@@ -18,19 +18,18 @@ import pytest_asyncio
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, Forbidden, NetworkError, RetryAfter, TimedOut
-from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filters
+from telegram.ext import ContextTypes, MessageHandler, filters
 from telegram.request import HTTPXRequest
 
-from tests.botapi import BotApiServer, Fault, check_html, entity_text, format_text, running_server
+from tests.botapi import BotApiServer, Fault, botapi_server, check_html, entity_text, format_text  # noqa: F401
 from tests.botapi.html_check import HtmlParseError, check_url, parse_html, utf16_len
 
 USER = 4242
 
 
 @pytest_asyncio.fixture
-async def server() -> AsyncIterator[BotApiServer]:
-    async with running_server() as srv:
-        yield srv
+async def server(botapi_server: BotApiServer) -> BotApiServer:  # noqa: F811 - the shared fixture
+    return botapi_server
 
 
 def make_bot(server: BotApiServer, read_timeout: float = 3.0) -> Bot:
@@ -69,7 +68,8 @@ async def test_get_me(bot: Bot, server: BotApiServer) -> None:
 
 async def test_send_message_parses_html_with_utf16_offsets(bot: Bot, server: BotApiServer) -> None:
     server.send_text(USER, "hi")
-    message = await bot.send_message(USER, "<b>Hi</b> 😀 <i>there</i> <a href='https://example.com'>l</a>", parse_mode=ParseMode.HTML)
+    html = "<b>Hi</b> 😀 <i>there</i> <a href='https://example.com'>l</a>"
+    message = await bot.send_message(USER, html, parse_mode=ParseMode.HTML)
     assert message.text == "Hi 😀 there l"
     kinds = [(e.type, e.offset, e.length) for e in message.entities]
     # the emoji is two UTF-16 code units: "Hi " is 3, the emoji 2, the space 1 -> "there" at 6
@@ -206,7 +206,8 @@ async def test_limit_and_allowed_updates(bot: Bot, server: BotApiServer) -> None
     assert len(await bot.get_updates(limit=2)) == 2
     await bot.get_updates(offset=-1, allowed_updates=["message"])
     assert len(server.pending_updates) == 1  # negative offset forgets all but the last
-    sent = await bot.send_message(USER, "pick", reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton("a", callback_data="a")]]))
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("a", callback_data="a")]])
+    sent = await bot.send_message(USER, "pick", reply_markup=keyboard)
     assert server.press_button(USER, sent, "a") is None  # callback_query not allowed: dropped
     assert server.dropped_updates[-1]["callback_query"]["data"] == "a"
 
@@ -219,15 +220,16 @@ async def test_command_with_bot_name_and_group_privacy(bot: Bot, server: BotApiS
     [update] = await bot.get_updates()
     assert update.message.chat.type == "supergroup"
     command = update.message.entities[0]
-    assert (command.type, update.message.parse_entity(command)) == ("bot_command", f"/digest@{server.bot_username}")
+    assert command.type == "bot_command"
+    assert update.message.parse_entity(command) == f"/digest@{server.bot_username}"
     reply = await bot.send_message(group, "ok", reply_to_message_id=update.message.message_id)
     assert reply.reply_to_message.message_id == update.message.message_id
 
 
 async def test_raw_updates_and_conflicting_pollers(server: BotApiServer) -> None:
-    raw = server.send_update(
-        {"edited_message": {"chat": {"id": USER, "type": "private", "first_name": "A"}, "from": {"id": USER, "is_bot": False, "first_name": "A"}, "text": "fixed"}}
-    )
+    user = {"id": USER, "is_bot": False, "first_name": "A"}
+    chat = {"id": USER, "type": "private", "first_name": "A"}
+    raw = server.send_update({"edited_message": {"chat": chat, "from": user, "text": "fixed"}})
     assert raw is not None and raw["edited_message"]["message_id"] == 1
     async with make_bot(server) as first, make_bot(server) as second:
         await first.get_updates(offset=raw["update_id"] + 1)
@@ -274,7 +276,8 @@ async def test_edit_press_and_answer(bot: Bot, server: BotApiServer) -> None:
 
 async def test_commands_and_chat_action(bot: Bot, server: BotApiServer) -> None:
     assert await bot.set_my_commands([("digest", "Today's digest"), ("help", "How to use")])
-    assert [(c.command, c.description) for c in await bot.get_my_commands()] == [("digest", "Today's digest"), ("help", "How to use")]
+    commands = await bot.get_my_commands()
+    assert [(c.command, c.description) for c in commands] == [("digest", "Today's digest"), ("help", "How to use")]
     with pytest.raises(BadRequest, match="(?i)bot_command_invalid"):
         await bot.set_my_commands([("Digest", "capitals are not allowed")])
     assert await bot.delete_my_commands()
@@ -375,26 +378,56 @@ async def test_injection_per_chat_and_random_failures(bot: Bot, server: BotApiSe
 async def test_raw_http_shapes(http: httpx.AsyncClient, server: BotApiServer) -> None:
     async with httpx.AsyncClient(timeout=3, trust_env=False) as raw:
         bad_token = await raw.post(f"{server.base_url}123456:WRONG/getMe")
-        assert (bad_token.status_code, bad_token.json()) == (401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+        assert bad_token.status_code == 401
+        assert bad_token.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
         malformed = await raw.post(f"{server.base_url}not-a-token/getMe")
         assert malformed.status_code == 404
     unknown = await http.post("/noSuchMethod")
-    assert (unknown.status_code, unknown.json()) == (404, {"ok": False, "error_code": 404, "description": "Not Found"})
+    assert unknown.status_code == 404
+    assert unknown.json() == {"ok": False, "error_code": 404, "description": "Not Found"}
     me = await http.get("/GETME")  # method names are case-insensitive, GET works too
     assert me.json()["result"]["id"] == server.bot_id
     server.send_text(USER, "hi")
     as_json = await http.post("/sendMessage", json={"chat_id": USER, "text": "<i>j</i>", "parse_mode": "html"})
     assert as_json.json()["result"]["entities"] == [{"offset": 0, "length": 1, "type": "italic"}]
-    as_form = await http.post("/sendMessage", data={"chat_id": str(USER), "text": "form", "reply_markup": json.dumps({"inline_keyboard": [[{"text": "a", "callback_data": "b"}]]})})
-    assert as_form.json()["result"]["reply_markup"] == {"inline_keyboard": [[{"text": "a", "callback_data": "b"}]]}
-    multipart = await http.post("/sendMessage", data={"chat_id": str(USER), "text": "multi"}, files={"document": ("a.txt", b"x")})
+    keyboard = {"inline_keyboard": [[{"text": "a", "callback_data": "b"}]]}
+    as_form = await http.post(
+        "/sendMessage", data={"chat_id": str(USER), "text": "form", "reply_markup": json.dumps(keyboard)}
+    )
+    assert as_form.json()["result"]["reply_markup"] == keyboard
+    multipart = await http.post(
+        "/sendMessage", data={"chat_id": str(USER), "text": "multi"}, files={"document": ("a.txt", b"x")}
+    )
     assert multipart.json()["result"]["text"] == "multi"
     server.inject("sendMessage", 429, retry_after=7)
     limited = await http.post("/sendMessage", json={"chat_id": USER, "text": "x"})
     assert limited.status_code == 429
-    assert limited.json() == {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 7", "parameters": {"retry_after": 7}}
+    assert limited.json() == {
+        "ok": False,
+        "error_code": 429,
+        "description": "Too Many Requests: retry after 7",
+        "parameters": {"retry_after": 7},
+    }
     refused = await http.post("/sendMessage", json={"chat_id": USER, "text": "<p>x</p>", "parse_mode": "HTML"})
-    assert refused.json() == {"ok": False, "error_code": 400, "description": 'Bad Request: can\'t parse entities: Unsupported start tag "p" at byte offset 0'}
+    assert refused.json() == {
+        "ok": False,
+        "error_code": 400,
+        "description": 'Bad Request: can\'t parse entities: Unsupported start tag "p" at byte offset 0',
+    }
+
+
+async def test_channel_posts_get_chat_and_unimplemented_methods(
+    bot: Bot, server: BotApiServer, http: httpx.AsyncClient
+) -> None:
+    channel = -100777
+    update = server.send_text(USER, "breaking", chat_id=channel, chat_type="channel")
+    assert update is not None and "from" not in update["channel_post"]
+    assert update["channel_post"]["sender_chat"]["id"] == channel
+    chat = await bot.get_chat(channel)
+    assert chat.type == "channel"
+    missing = await http.post("/sendDice", json={"chat_id": USER})  # real, but not implemented here
+    assert missing.status_code == 404
+    assert server.unknown_methods == ["sendDice"]
 
 
 # ------------------------------------------------------------------------------ PTB Application
@@ -404,14 +437,7 @@ async def test_ptb_application_echo_over_polling(server: BotApiServer) -> None:
     async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_html(f"<b>echo</b> {update.effective_message.text}", do_quote=True)
 
-    app = (
-        ApplicationBuilder()
-        .token(server.token)
-        .base_url(server.base_url)
-        .base_file_url(server.base_file_url)
-        .get_updates_read_timeout(2)
-        .build()
-    )
+    app = server.application_builder().build()
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, echo))
     started = time.monotonic()
     await asyncio.wait_for(app.initialize(), 5)
@@ -450,5 +476,6 @@ def test_html_check_helpers() -> None:
     with pytest.raises(HtmlParseError, match="Unexpected end tag at byte offset 1"):
         parse_html("x</b>")
     formatted = format_text("<b>x <code>y</code> z</b>")
-    assert [(e["type"], entity_text(formatted.text, e)) for e in formatted.entities] == [("bold", "x "), ("code", "y"), ("bold", " z")]
+    pieces = [(e["type"], entity_text(formatted.text, e)) for e in formatted.entities]
+    assert pieces == [("bold", "x "), ("code", "y"), ("bold", " z")]  # bold may not contain code
     assert check_url("HTTPS://Example.COM") == "https://example.com/"

@@ -19,6 +19,7 @@ from tests.botapi.server import (
     Injection,
     RequestRecord,
     Violation,
+    botapi_server,
     running_server,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "RequestRecord",
     "TelegramTextError",
     "Violation",
+    "botapi_server",
     "check_html",
     "entity_text",
     "format_text",

@@ -670,7 +670,9 @@ def _clean_text(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
     boundaries = set(starts)
     for entity in entities:
         if entity.offset not in boundaries or entity.end not in boundaries:
-            raise TelegramTextError(f"entity beginning at UTF-16 offset {entity.offset} is in a middle of a UTF-16 symbol")
+            raise TelegramTextError(
+                f"entity beginning at UTF-16 offset {entity.offset} is in a middle of a UTF-16 symbol"
+            )
     out: list[str] = []
     new_offset = {}
     removed = 0

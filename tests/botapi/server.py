@@ -40,6 +40,7 @@ from email.policy import HTTP
 from typing import Any
 
 import h11
+import pytest_asyncio
 
 from tests.botapi.html_check import (
     MAX_MESSAGE_LENGTH,
@@ -378,6 +379,8 @@ class BotApiServer:
         self.chat_actions: list[tuple[int, str]] = []
         self.dropped_updates: list[dict] = []
         self.faults: list[RequestRecord] = []
+        self.unknown_methods: list[str] = []
+        self.bot_profile: dict[str, str] = {}
         # fault injection
         self._injections: list[Injection] = []
         self._random: random.Random | None = None
@@ -463,7 +466,9 @@ class BotApiServer:
         self.users[user_id] = user
         return copy.deepcopy(user)
 
-    def add_chat(self, chat_id: int, chat_type: str = "group", *, title: str | None = None, username: str | None = None) -> dict:
+    def add_chat(
+        self, chat_id: int, chat_type: str = "group", *, title: str | None = None, username: str | None = None
+    ) -> dict:
         """Create a group, supergroup or channel (a Chat object); private chats come from users."""
         if chat_type == "private":
             user = self.users.get(chat_id) or self.add_user(chat_id)
@@ -518,6 +523,9 @@ class BotApiServer:
             "date": int(time.time()),
             "text": text,
         }
+        if chat_type == "channel":  # channel posts are signed by the channel, not a user
+            del message["from"]
+            message["sender_chat"] = copy.deepcopy(chat)
         found = entities if entities is not None else [e.to_dict() for e in find_entities(text)]
         if found:
             message["entities"] = copy.deepcopy(found)
@@ -684,7 +692,8 @@ class BotApiServer:
 
     async def wait_for_request(self, method: str, count: int = 1, timeout: float = 5.0) -> list[RequestRecord]:
         """Wait until the bot has made ``count`` requests of ``method`` (any outcome)."""
-        return await self.wait_for(lambda: [r for r in self.requests if r.method.lower() == method.lower()], count, timeout)
+        wanted = method.lower()
+        return await self.wait_for(lambda: [r for r in self.requests if r.method.lower() == wanted], count, timeout)
 
     def message(self, chat_id: int, message_id: int) -> dict | None:
         """A message as it is now (after edits), sent by the bot or by a user."""
@@ -703,6 +712,27 @@ class BotApiServer:
     def assert_no_violations(self) -> None:
         if self.violations:
             raise AssertionError("Telegram would have refused:\n" + "\n".join(map(str, self.violations)))
+
+    def application_builder(self, *, read_timeout: float = 3.0) -> Any:
+        """A PTB ApplicationBuilder aimed at this server with short timeouts (tests must not hang).
+
+        Poll with ``app.updater.start_polling(poll_interval=0, timeout=1)`` for quick shutdowns.
+        """
+        from telegram.ext import ApplicationBuilder
+
+        return (
+            ApplicationBuilder()
+            .token(self.token)
+            .base_url(self.base_url)
+            .base_file_url(self.base_file_url)
+            .connect_timeout(2)
+            .read_timeout(read_timeout)
+            .write_timeout(2)
+            .pool_timeout(2)
+            .get_updates_connect_timeout(2)
+            .get_updates_read_timeout(read_timeout)
+            .get_updates_pool_timeout(2)
+        )
 
     def bot_user(self) -> dict:
         return {
@@ -766,9 +796,10 @@ class BotApiServer:
                     injection.remaining -= 1
                 return injection.fault
         if self._random is not None and self._random_rate > 0 and self._random_kinds:
-            eligible = (
-                method.lower() in self._random_methods if self._random_methods is not None else method.lower() != "getme"
-            )
+            if self._random_methods is not None:
+                eligible = method.lower() in self._random_methods
+            else:
+                eligible = method.lower() != "getme"
             if eligible and self._random.random() < self._random_rate:
                 return self._random.choice(self._random_kinds)
         return None
@@ -790,7 +821,7 @@ class BotApiServer:
             self._connections.discard(conn)
             self._tasks.discard(task)
             if not writer.transport.is_closing():
-                writer.transport.abort()
+                writer.close()
 
     async def _serve_connection(self, conn: _Connection) -> None:
         while True:
@@ -863,6 +894,11 @@ class BotApiServer:
             return _json_response(401, {"ok": False, "error_code": 401, "description": description})
         handler = self._methods().get(method.lower())
         if handler is None:
+            # Telegram answers unknown methods with 404 (PTB raises InvalidToken); a real method we
+            # did not implement is flagged so the bot author is not sent hunting a token problem.
+            self.unknown_methods.append(method)
+            log.warning("Bot API test server: method %r not implemented (or not a Bot API method)", method)
+            self.requests.append(RequestRecord(method, {}, 404, "Not Found"))
             return _json_response(404, {"ok": False, "error_code": 404, "description": "Not Found"})
         name = handler.__name__.removeprefix("_m_")
         try:
@@ -900,9 +936,8 @@ class BotApiServer:
         if fault.kind == "retry_after":
             n = fault.retry_after
             record.status, record.description = 429, f"Too Many Requests: retry after {n}"
-            result = _json_response(
-                429, {"ok": False, "error_code": 429, "description": record.description, "parameters": {"retry_after": n}}
-            )
+            body = {"ok": False, "error_code": 429, "description": record.description, "parameters": {"retry_after": n}}
+            result = _json_response(429, body)
         elif fault.kind == "server_error":
             record.status, record.description = 500, "Internal Server Error"
             result = _json_response(500, {"ok": False, "error_code": 500, "description": "Internal Server Error"})
@@ -1058,7 +1093,9 @@ class BotApiServer:
             return None
         raise ApiError.bad_request("can't parse reply keyboard markup JSON object")
 
-    def _record(self, method: str, chat_id: int, message: dict | None, params: dict, message_id: int | None = None) -> None:
+    def _record(
+        self, method: str, chat_id: int, message: dict | None, params: dict, message_id: int | None = None
+    ) -> None:
         event = BotEvent(
             method=method,
             chat_id=chat_id,
@@ -1317,7 +1354,9 @@ class BotApiServer:
         return json.dumps(scope, sort_keys=True), language
 
     async def _m_setMyCommands(self, params: dict, conn: _Connection) -> bool:
-        raw = _json(params, "commands", "can't parse commands JSON object") if params.get("commands") not in (None, "") else []
+        raw: Any = []
+        if params.get("commands") not in (None, ""):
+            raw = _json(params, "commands", "can't parse commands JSON object")
         if not isinstance(raw, list):
             raise ApiError.bad_request("field \"commands\" must be of type Array")
         if len(raw) > 100:
@@ -1346,6 +1385,44 @@ class BotApiServer:
     async def _m_deleteMyCommands(self, params: dict, conn: _Connection) -> bool:
         self.commands.pop(self._commands_key(params), None)
         return True
+
+    async def _m_getChat(self, params: dict, conn: _Connection) -> dict:
+        chat = copy.deepcopy(self._chat(params))
+        chat.update(accent_color_id=0, max_reaction_count=11, accepted_gift_types={
+            "unlimited_gifts": False, "limited_gifts": False, "unique_gifts": False, "premium_subscription": False,
+            "gifts_from_channels": False})
+        return chat
+
+    async def _set_profile(self, params: dict, field_name: str, limit: int) -> bool:
+        value = _str(params.get(field_name))
+        if len(value) > limit:
+            raise ApiError.bad_request(f"{field_name.replace('_', ' ')} is too long")
+        self.bot_profile[f"{field_name}:{_str(params.get('language_code'))}"] = value
+        return True
+
+    def _get_profile(self, params: dict, field_name: str) -> dict:
+        return {field_name: self.bot_profile.get(f"{field_name}:{_str(params.get('language_code'))}", "")}
+
+    async def _m_setMyDescription(self, params: dict, conn: _Connection) -> bool:
+        return await self._set_profile(params, "description", 512)
+
+    async def _m_getMyDescription(self, params: dict, conn: _Connection) -> dict:
+        return self._get_profile(params, "description")
+
+    async def _m_setMyShortDescription(self, params: dict, conn: _Connection) -> bool:
+        return await self._set_profile(params, "short_description", 120)
+
+    async def _m_getMyShortDescription(self, params: dict, conn: _Connection) -> dict:
+        return self._get_profile(params, "short_description")
+
+    async def _m_setChatMenuButton(self, params: dict, conn: _Connection) -> bool:
+        button = _json(params, "menu_button") if params.get("menu_button") not in (None, "") else {"type": "default"}
+        self.bot_profile[f"menu_button:{_str(params.get('chat_id'))}"] = json.dumps(button)
+        return True
+
+    async def _m_getChatMenuButton(self, params: dict, conn: _Connection) -> dict:
+        stored = self.bot_profile.get(f"menu_button:{_str(params.get('chat_id'))}")
+        return json.loads(stored) if stored else {"type": "commands"}
 
     async def _m_close(self, params: dict, conn: _Connection) -> bool:
         return True
@@ -1557,7 +1634,8 @@ def _check_reply_keyboard(markup: dict) -> None:
                 try:
                     check_url(url, https_only=True)
                 except UrlError as exc:
-                    raise ApiError.bad_request(f"keyboard button Web App URL '{url}' is invalid: {exc.reason}") from None
+                    detail = f"keyboard button Web App URL '{url}' is invalid: {exc.reason}"
+                    raise ApiError.bad_request(detail) from None
 
 
 # ----------------------------------------------------------------------------------- pytest
@@ -1572,3 +1650,10 @@ async def running_server(**kwargs: Any) -> AsyncIterator[BotApiServer]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest_asyncio.fixture
+async def botapi_server() -> AsyncIterator[BotApiServer]:
+    """Pytest fixture: a started server, stopped after the test. Import it into a test module or conftest."""
+    async with running_server() as server:
+        yield server
