@@ -241,6 +241,20 @@ async def test_raw_updates_and_conflicting_pollers(server: BotApiServer) -> None
     assert server.violations[-1].error_code == 409
 
 
+async def test_webhook_blocks_polling_until_deleted(bot: Bot, server: BotApiServer) -> None:
+    with pytest.raises(BadRequest, match="(?i)https url must be provided"):
+        await bot.set_webhook("http://127.0.0.1:8080/hook")
+    assert await bot.set_webhook("https://bot.example.com/hook", secret_token="s3cret")
+    assert (await bot.get_webhook_info()).url == "https://bot.example.com/hook"
+    server.send_text(USER, "queued")
+    with pytest.raises(Conflict, match="(?i)webhook is active"):
+        await bot.get_updates()
+    assert await bot.delete_webhook(drop_pending_updates=True)
+    info = await bot.get_webhook_info()
+    assert (info.url, info.pending_update_count) == ("", 0)
+    assert await bot.get_updates() == ()
+
+
 # ------------------------------------------------------------------------------ edits and buttons
 
 

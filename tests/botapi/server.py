@@ -8,13 +8,37 @@ listed in ``violations``, so a test can assert the bot never sent anything Teleg
 
 Usage::
 
-    async with BotApiServer(token="123:ABC") as server:
-        app = ApplicationBuilder().token(server.token).base_url(server.base_url) \
-            .base_file_url(server.base_file_url).build()
-        ...
-        server.send_text(42, "/start")
+    async with running_server() as server:            # or the ``botapi_server`` pytest fixture
+        app = server.application_builder().build()    # token, base_url, base_file_url, short timeouts
+        app.add_handler(...)
+        await app.initialize(); await app.start()
+        await app.updater.start_polling(poll_interval=0, timeout=1)
+        server.send_text(42, "/start")                # user 42 writes; the chat now exists
         [reply] = await server.wait_for_messages(42, 1, timeout=5)
-        assert not server.violations
+        server.press_button(42, reply, "more:1")      # a callback_query on that message
+        server.inject("sendMessage", 429, retry_after=2)
+        server.assert_no_violations()
+        await app.updater.stop(); await app.stop(); await app.shutdown()
+
+PTB configuration: ``base_url=server.base_url`` (``http://127.0.0.1:PORT/bot``, PTB appends the
+token) and ``base_file_url=server.base_file_url``. Keep read timeouts short and poll with
+``timeout=1`` so stopping is quick; a ``"timeout"`` fault holds the request until the client's own
+read timeout fires. httpx honours HTTP(S)_PROXY variables: keep them unset (or NO_PROXY=127.0.0.1).
+
+Behaviour worth knowing (all as on Telegram):
+
+* A private chat exists only once its user wrote to the bot (``send_text``/``press_button``/
+  ``send_update``); until then sendMessage gets "Bad Request: chat not found".
+* ``editMessageText`` without ``reply_markup`` removes the inline keyboard; an edit that changes
+  nothing is "message is not modified"; a callback query can be answered once.
+* In groups the bot is in privacy mode by default: it only gets commands, mentions of it and
+  replies to it (``BotApiServer(privacy_mode=False)`` to see everything).
+* Telegram adds entities by itself (url, mention, hashtag, ...; bot_command except in the bot's
+  own private-chat messages) and may split bold/italic around them: compare ``text``, or filter
+  entities by type, rather than whole entity lists. ``auto_entities=False`` turns this off.
+* Unknown methods get 404 "Not Found", which PTB raises as InvalidToken; methods this server does
+  not implement are also listed in ``unknown_methods`` (Markdown parse modes are refused with a
+  400 naming the test server). ``close``/``logOut`` just return True.
 
 The server is single-threaded asyncio: call its helpers from the event loop that runs it.
 """
@@ -47,6 +71,7 @@ from tests.botapi.html_check import (
     TelegramTextError,
     UrlError,
     check_url,
+    entity_text,
     find_entities,
     format_text,
     link_user_id,
@@ -78,6 +103,9 @@ NOT_MODIFIED = (
 CONFLICT_POLL = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 CONFLICT_WEBHOOK = (
     "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
+)
+_MESSAGE_UPDATES = frozenset(
+    {"message", "edited_message", "channel_post", "edited_channel_post", "business_message", "edited_business_message"}
 )
 QUERY_INVALID = "query is too old and response timeout expired or query ID is invalid"
 BAD_GATEWAY_HTML = (
@@ -380,6 +408,7 @@ class BotApiServer:
         self.dropped_updates: list[dict] = []
         self.faults: list[RequestRecord] = []
         self.unknown_methods: list[str] = []
+        self.server_errors: list[str] = []
         self.bot_profile: dict[str, str] = {}
         # fault injection
         self._injections: list[Injection] = []
@@ -586,9 +615,13 @@ class BotApiServer:
         for key, value in update.items():
             if not isinstance(value, dict):
                 continue
-            for obj in (value, value.get("message")):
-                if isinstance(obj, dict) and isinstance(obj.get("chat"), dict):
-                    self._register_message(obj, edited=key.startswith("edited_"))
+            if key in _MESSAGE_UPDATES and isinstance(value.get("chat"), dict):
+                self._register_message(value, edited=key.startswith("edited_"))
+            elif key == "callback_query" and isinstance(value.get("message"), dict):
+                self._register_message(value["message"], edited=False)
+            elif isinstance(value.get("chat"), dict) and "id" in value["chat"]:  # my_chat_member, ...
+                self.chats.setdefault(value["chat"]["id"], copy.deepcopy(value["chat"]))
+                self.known_chats.add(value["chat"]["id"])
             sender = value.get("from")
             if isinstance(sender, dict) and "id" in sender:
                 self.users.setdefault(sender["id"], copy.deepcopy(sender))
@@ -912,9 +945,16 @@ class BotApiServer:
         try:
             result = await handler(params, conn)
         except _ClientGone:
+            self.requests.append(RequestRecord(name, params, 0, "client hung up while waiting"))
             return _Drop("timeout", 0)
         except ApiError as exc:
             return self._refuse(name, params, exc)
+        except Exception as exc:  # a bug in this server, not the bot's fault: say so loudly
+            log.exception("Bot API test server failed on %s", name)
+            self.server_errors.append(f"{name}: {exc!r}")
+            self.requests.append(RequestRecord(name, params, 500, f"test server bug: {exc!r}"))
+            body = {"ok": False, "error_code": 500, "description": f"Internal Server Error (test server bug: {exc!r})"}
+            return _json_response(500, body)
         if fault is not None:  # carried out, response lost
             return self._apply_fault(name, params, fault)
         self.requests.append(RequestRecord(name, params, 200))
@@ -995,7 +1035,7 @@ class BotApiServer:
     def _privacy_allows(self, message: dict) -> bool:
         text = message.get("text", "")
         for entity in message.get("entities", []):
-            part = text[entity["offset"] : entity["offset"] + entity["length"]]
+            part = entity_text(text, entity)
             if entity["type"] == "bot_command":
                 _, _, target = part.partition("@")
                 if not target or target.lower() == self.bot_username.lower():
