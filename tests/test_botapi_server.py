@@ -386,6 +386,25 @@ async def test_injection_per_chat_and_random_failures(bot: Bot, server: BotApiSe
     assert (await bot.get_webhook_info()).pending_update_count == 2
 
 
+async def test_stop_is_quick_with_held_and_polling_clients() -> None:
+    server = BotApiServer()
+    await server.start()
+    server.send_text(USER, "hi")
+    server.inject("sendMessage", Fault.timeout(hold=30))
+    async with make_bot(server, read_timeout=10) as bot:
+        await bot.get_updates(offset=-1)
+        await bot.get_updates(offset=server.pending_updates[0]["update_id"] + 1)
+        held = asyncio.create_task(bot.send_message(USER, "never answered"))
+        polling = asyncio.create_task(bot.get_updates(timeout=8))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await server.stop()
+        assert time.monotonic() - started < 1
+        for task in (held, polling):
+            with pytest.raises(NetworkError):
+                await asyncio.wait_for(task, 2)
+
+
 # ------------------------------------------------------------------------------ raw HTTP
 
 

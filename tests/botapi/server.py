@@ -453,12 +453,14 @@ class BotApiServer:
             return
         self._server.close()
         for conn in list(self._connections):
-            conn.abort()
+            conn.abort()  # handlers see EOF and finish on their own
         tasks = [t for t in self._tasks if not t.done()]
-        for task in tasks:
-            task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=2)
+            _, stuck = await asyncio.wait(tasks, timeout=0.5)
+            for task in stuck:
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck, timeout=1)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._server.wait_closed(), 2)
         self._server = None
@@ -849,6 +851,9 @@ class BotApiServer:
             await self._serve_connection(conn)
         except (ConnectionError, OSError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
             log.debug("connection ended: %r", exc)
+        except asyncio.CancelledError:
+            # only stop() cancels us; ending quietly keeps asyncio's stream callback from logging it
+            log.debug("connection handler cancelled by stop()")
         finally:
             await conn.stop_watch()
             self._connections.discard(conn)
