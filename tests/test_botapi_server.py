@@ -461,6 +461,7 @@ async def test_channel_posts_get_chat_and_unimplemented_methods(
     missing = await http.post("/sendDice", json={"chat_id": USER})  # real, but not implemented here
     assert missing.status_code == 404
     assert server.unknown_methods == ["sendDice"]
+    assert [(v.method, v.error_code) for v in server.violations] == [("sendDice", 404)]
 
 
 # ------------------------------------------------------------------------------ PTB Application

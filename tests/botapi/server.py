@@ -37,8 +37,8 @@ Behaviour worth knowing (all as on Telegram):
   own private-chat messages) and may split bold/italic around them: compare ``text``, or filter
   entities by type, rather than whole entity lists. ``auto_entities=False`` turns this off.
 * Unknown methods get 404 "Not Found", which PTB raises as InvalidToken; methods this server does
-  not implement are also listed in ``unknown_methods`` (Markdown parse modes are refused with a
-  400 naming the test server). ``close``/``logOut`` just return True.
+  not implement are listed in ``unknown_methods`` and ``violations`` too (Markdown parse modes are
+  refused with a 400 naming the test server). ``close``/``logOut`` just return True.
 
 The server is single-threaded asyncio: call its helpers from the event loop that runs it.
 """
@@ -937,6 +937,8 @@ class BotApiServer:
             self.unknown_methods.append(method)
             log.warning("Bot API test server: method %r not implemented (or not a Bot API method)", method)
             self.requests.append(RequestRecord(method, {}, 404, "Not Found"))
+            self.violations.append(Violation(method, {}, 404, "Not Found"))
+            self._notify()
             return _json_response(404, {"ok": False, "error_code": 404, "description": "Not Found"})
         name = handler.__name__.removeprefix("_m_")
         try:
