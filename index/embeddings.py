@@ -55,6 +55,9 @@ class SentenceTransformerEncoder:
         location = resolve_model_location(model, allow_download)
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a bar per model load is noise in a CLI and in logs
 
         if threads > 0:
             torch.set_num_threads(threads)
