@@ -45,7 +45,7 @@ _ABBREVIATIONS = (
 )
 _TOKEN_RE = re.compile(
     r"(?P<angle><[^<>\n]{1,80}>)"  # Reuters name tags: "<SHV (United Kingdom) Holding Co Ltd>"
-    r"|(?P<paren>\((?!\()[^()\n]{1,40}\))"  # "(IBM)", "(Securities)"
+    r"|(?P<paren>\((?!\()[^()\n]{1,40}\)|\[[^\[\]\n]{1,12}\])"  # "(IBM)", "(Securities)"
     rf"|(?P<abbr>\b(?:(?:[^\W\d_]\.){{2,}}|(?:{_ABBREVIATIONS})\.|[A-Z]\.(?=\s+[A-Z])))"  # U.S., Mr., K.C., M.
     r"|(?P<word>[^\W_](?:[\w&'’./-]*[^\W_])?(?:(?<=s)['’](?![\w]))?(?:-(?=\s))?)"
     r"|(?P<quote>[\"“”„«»])"
@@ -99,7 +99,8 @@ _STOP = _FUNCTION | _VERBS
 _SKIP_BEFORE_VERB = frozenset(  # "X also said", "X have not said", "X today issued", "X have both criticised"
     "also today yesterday tonight recently previously earlier later now again still further separately repeatedly "
     "already publicly privately officially formally initially originally subsequently finally strongly firmly "
-    "flatly jointly only both all has have had not never did does do reportedly allegedly once n't".split()
+    "flatly jointly only both all has have had not never did does do reportedly allegedly once n't here there"
+    .split()
 )
 _TIME_NOUNS = frozenset("morning afternoon evening night week weekend month year".split())
 _WEEKDAYS = frozenset("monday tuesday wednesday thursday friday saturday sunday".split())
@@ -113,7 +114,7 @@ _TITLES = frozenset(
     minister secretary ambassador envoy administrator chairman chairwoman chairperson chief director mayor
     commissioner commissaire king queen prince princess sheikh pope cardinal bishop father sister brother
     emeritus deputy spokesman spokeswoman spokesperson officer inspector detective superintendent treasurer
-    undersecretary attorney prosecutor counsel coach manager dame sir lord lady baron chief executive
+    undersecretary attorney prosecutor counsel coach manager dame sir lord lady baron chief executive assistant
     """.split()
 )
 # Words that end or mark an organisation, a portfolio or a publication ("Ministry", "Corp", "Herald", "Industry").
@@ -128,7 +129,7 @@ _ORG_WORDS = frozenset(
     centres church network service services systems airlines railway railways press news times post journal
     herald gazette tribune telegraph guardian daily weekly magazine radio television tv broadcasting
     education health finance defence defense trade commerce agriculture justice interior labour labor energy
-    environment transport treasury affairs security development state states nations
+    environment transport treasury affairs security development state states nations exchequer
     """.split()
 )
 # Lowercase role nouns that may follow a capitalised modifier inside a speaker phrase ("Kyodo news agency",
@@ -166,6 +167,10 @@ _MODIFIER_SUFFIXES = frozenset(
     "based owned controlled run led backed listed born made registered funded sponsored affiliated linked "
     "speaking educated trained".split()
 )
+_ROLE_MODIFIERS = frozenset(
+    "former acting senior chief deputy vice assistant associate managing general executive retired then now "
+    "currently".split()
+)
 _COMPANY_SUFFIXES = frozenset(
     "co co. cos corp corp. corporation inc inc. ltd ltd. plc llc ag sa nv bv gmbh spa lp sons bros bros. brothers "
     "partners associates cie".split()
@@ -190,13 +195,14 @@ _SAY_PAST = frozenset(
     said added noted stated told explained commented argued claimed insisted acknowledged confirmed denied
     disclosed warned announced estimated predicted forecast projected wrote replied asserted contended indicated
     criticised criticized urged appealed conceded cautioned complained admitted suggested expressed stressed
-    emphasised emphasized observed remarked spoke continued asked described reported quoted
+    emphasised emphasized observed remarked spoke continued asked described reported quoted tweeted cited
     """.split()
 )
 _SAY_PRESENT = frozenset(
     """
     says say adds notes states tells tell explains argues claims insists acknowledges confirms denies warns
     announces estimates predicts forecasts writes replies contends indicates suggests stresses reports urges
+    tweets
     """.split()
 )
 # Verbs that are also common nouns ("Treasury notes", "insurance claims"): only with "that", a quote or a colon.
@@ -268,6 +274,14 @@ def _is_stop(tok: _Tok) -> bool:
 def _is_pronoun(tok: _Tok) -> bool:
     """ "he", "It"; not "US" or "IT" (capitals are names)."""
     return tok.kind == "word" and tok.low in _PRONOUNS and not (len(tok.text) > 1 and tok.text.isupper())
+
+
+def _is_head_noun(low: str) -> bool:
+    """A noun that ends a speaker phrase: "officials", "a spokesman", "sources"."""
+    if low in ("chief", "head", "executive", "member", "source"):  # "chief economist", "head trader"
+        return False
+    return low in _PERSON_NOUNS or (low.endswith("s") and low[:-1] in _PERSON_NOUNS) or low in (
+        "officials", "sources", "authorities", "police", "newspaper", "agency", "ministry", "government")
 
 
 def _is_number(tok: _Tok) -> bool:
@@ -384,9 +398,10 @@ class _Passage:
             saw_and = True
             nps.append(nxt)
             j = nxt.start - 1
-            if j > lo and self.toks[j].text == "," and saw_and:
+            if j > lo and self.toks[j].text == "," and saw_and and all(self._list_item(np) for np in nps):
+                # "Iranian officials, insiders and analysts"; not "Ann Holt, chairman and chief executive"
                 cand = self._left_one(j - 1, lo)
-                if cand is not None and self._conjunct_ok(cand) and cand.end - cand.start <= 3:
+                if cand is not None and self._list_item(cand) and cand.end - cand.start <= 3:
                     if cand.stop in ("start", "boundary", "comma"):
                         nps.append(cand)
                         j = cand.start - 1
@@ -394,6 +409,10 @@ class _Passage:
             return [first]
         nps.reverse()
         return nps
+
+    def _list_item(self, np: _Np) -> bool:
+        last = self.toks[np.end - 1]
+        return self._conjunct_ok(np) and (_is_cap(last) or (last.low.endswith("s") and not last.low.endswith("ss")))
 
     def _conjunct_ok(self, np: _Np) -> bool:
         words = self.words(np)
@@ -473,8 +492,8 @@ class _Passage:
         while start < end and toks[start].kind == "word" and (
             toks[start].low in _NP_PREPS or toks[start].low.endswith(("ing", "ly")) and toks[start].low not in (
                 "italy", "daily", "weekly", "monthly", "quarterly") and (
-                start + 1 >= end or toks[start + 1].kind != "word" or toks[start + 1].low in _NP_PREPS
-                or toks[start + 1].low in _DETERMINERS)
+                start + 1 < end and toks[start + 1].kind == "word"
+                and (toks[start + 1].low in _NP_PREPS or toks[start + 1].low in _DETERMINERS))
         ):
             start += 1
             stop = "other"
@@ -573,6 +592,10 @@ class _Passage:
                 after_cap = last_cap and prev is not None and not prev.low.endswith(("'s", "’s", "s'"))
                 if after_cap and low not in _ROLE_NOUNS and not self._role_ahead(j, hi):
                     break
+                if _is_head_noun(last_low) and low not in _ROLE_NOUNS:
+                    break  # "officials refused": the phrase ended at its head noun
+                if low.endswith("ed") and j > i and last_low not in _DETERMINERS and not last_low.endswith("ly"):
+                    break  # "the task force called for": a verb, not a modifier ("a retired", "highly placed")
                 if low.endswith("ly") and j > i and last_low not in _DETERMINERS:
                     break
                 last_cap = False
@@ -657,7 +680,8 @@ def _looks_like_person_name(words: Sequence[_Tok]) -> bool:
 
 
 def _clean(s: str) -> str:
-    return re.sub(r"\s+", " ", s).strip(" ,;:")
+    s = re.sub(r"\s+", " ", s).strip(" ,;:")
+    return re.sub(r"\b(Inc|Corp|Co|Ltd|Plc|Bros|Cos)\.$", r"\1", s)  # "... Lambert Inc." at a sentence end
 
 
 def _split_phrase(p: _Passage, np: _Np) -> tuple[str, str | None, dict]:
@@ -735,7 +759,7 @@ def _split_phrase(p: _Passage, np: _Np) -> tuple[str, str | None, dict]:
     person_words = [t for t in tail if t.kind == "word"]
     # after an organisation word, only a full name counts: "... Trade and Industry Paolo Verdi", not "Security
     # Pacific"; after a title, a surname is enough: "Professor Hill"
-    min_len = 1 if last_marker >= 0 and _tok_is_title(run[last_marker]) else 2
+    min_len = 1 if any(_tok_is_title(t) for t in run[: last_marker + 1]) else 2
     if last_marker >= 0 and len(tail) >= min_len and len(person_words) == len(tail) and _looks_like_person_name(tail):
         name_start = k + last_marker + 1
         feats["person"] = True
@@ -822,8 +846,19 @@ class _Finder:
         low = toks[v].low
         nxt = toks[v + 1] if v + 1 < len(toks) else None
         nxt2 = toks[v + 2] if v + 2 < len(toks) else None
+        if low == "quoted":
+            self._quoted(v)
+            return
+        if low == "reported" and nxt is not None and nxt.low == "as" and nxt2 is not None and nxt2.low == "saying":
+            self._passive_subject(v, "reported as saying")  # "the minister was reported as saying"
+            return
         if nxt is not None and nxt.low == "by":
-            return  # passive: "the figures reported by ..."
+            # passive: "the plan was announced by the Acme Association" credits the agent
+            if low != "quoted" and v > 0 and toks[v - 1].low in ("was", "were", "been", "is", "are", "be"):
+                agent = self.p.right_np(v + 2, self.p.sent_hi(v))
+                if agent is not None and self._speaker_like(agent):
+                    self._add_np(agent, f"{low} by")
+            return
         quote_next = nxt is not None and (nxt.kind == "quote" or nxt.text == ":" or (
             nxt.text == "," and nxt2 is not None and nxt2.kind == "quote"))
         if low in _QUOTE_ONLY and not quote_next:
@@ -838,16 +873,9 @@ class _Finder:
                 return
         if low in ("forecast", "forecasts", "estimates") and v > 0 and toks[v - 1].low.endswith(("'s", "’s")):
             return  # "the Department's forecast that"
-        if low in ("reported", "reports") and not (
-            quote_next or nxt is None or nxt.low == "that" or nxt.text in ".,;"
-        ):
-            return
-        if low == "described" and not (nxt is not None and (nxt.low == "as" or (
-            nxt.low in ("it", "them", "him", "her") and nxt2 is not None and nxt2.low == "as"))):
-            return
-        if low == "quoted":
-            self._quoted(v)
-            return
+
+        if low == "described" and not any(t.low == "as" for t in toks[v + 1 : v + 7]):
+            return  # "described X as ..."
         if low in ("forecast", "estimated", "projected", "stated", "noted", "added", "expressed") and v > 0 and (
             toks[v - 1].low in _DETERMINERS
         ):
@@ -914,6 +942,11 @@ class _Finder:
                 self._inverted(v, cue, after_quote=True)
             return
         t = toks[i]
+        if t.kind == "word" and t.low in ("and", "but") and i - 1 >= lo:
+            # "Smith declined to comment but said ...", "The panel called for reform and said ...": the sentence's
+            # subject speaks
+            self._clause_subject(v, cue, strict)
+            return
         if t.kind == "word" and t.low in _RELATIVES:
             j = i - 1
             if j >= lo and toks[j].text == ",":
@@ -948,7 +981,7 @@ class _Finder:
             nps = [np for np in nps if self._speaker_like(np)]
         if not nps:
             return
-        if len(nps) == 1 and self._missing_comma(nps[0], cue):
+        if self._missing_comma(_Np(nps[0].start, nps[-1].end, nps[0].stop), cue):
             return
         # "Smith's statement added": credit the possessor
         if len(nps) == 1:
@@ -987,6 +1020,7 @@ class _Finder:
         low = last.low
         return (
             low in _ROLE_NOUNS or low in _PERSON_NOUNS or low in _COMPANY_ANAPHORS or low in _DOCUMENT_NOUNS
+            or low in _ORG_WORDS
             or (low.endswith("s") and low[:-1] in _PERSON_NOUNS) or low in _OTHER_SPEAKERS
         )
 
@@ -1038,16 +1072,28 @@ class _Finder:
     def _segment_kind(self, s: int, e: int) -> tuple[str, _Np | None]:
         toks = self.p.toks
         first = toks[s]
+        k = s + 1 if first.kind == "word" and first.low.endswith("ly") and s + 1 < e else s  # "wholly owned by"
         if first.kind == "word" and (
             first.low in _RELATIVES or first.low in ("whose", "of", "for", "at", "in", "from", "however", "too",
-                                                     "meanwhile")
+                                                     "meanwhile", "with")
             or first.text.isdigit()
-            or (first.text[:1].islower() and s + 1 < e and toks[s + 1].low == "by")
+            or (toks[k].text[:1].islower() and k + 1 < e and toks[k + 1].low == "by")
+            or (first.text[:1].islower() and first.low.endswith(("ing", "ed")) and first.low not in _DETERMINERS)
         ):
-            return "app", None
+            return "app", None  # "who ...", "of the University", "19", "headed by", "speaking at", "dated April 2"
+        # "a retired vice chairman of X and currently a board member": starts like an appositive, too long to parse
+        looks_appositive = s != self.p.sent_lo(s) and toks[k].kind == "word" and (
+            toks[k].text[:1].islower() and (
+                toks[k].low in ("a", "an", "the") or toks[k].low in _ROLE_NOUNS or toks[k].low in _PERSON_NOUNS
+                or toks[k].low in _TITLES or toks[k].low in _ROLE_MODIFIERS
+            )
+            # "Special Assistant on Food ... to the Prime Minister"
+            or any(t.kind == "word" and t.low in _TITLES and t.low not in ("general", "major")
+                   for t in toks[k : min(e, k + 3)])
+        )
         nps = self.p.left_np(e - 1, s)
-        if not nps:
-            return "other", None
+        if not nps or (nps[0].start != s and nps[0].stop != "boundary"):
+            return ("app", None) if looks_appositive else ("other", None)
         if len(nps) > 1:  # "chief financial officer and treasurer at ...": one phrase for an appositive
             nps = [_Np(nps[0].start, nps[-1].end, nps[0].stop)]
         np = nps[0]
@@ -1072,10 +1118,12 @@ class _Finder:
         if _is_pronoun(words[0]):
             return
         after = toks[np.end] if np.end < len(toks) else None
-        follows_punct = after is None or (after.kind in ("punct", "quote") and after.text in ".,;:!?\"”")
+        follows_punct = after is None or (after.kind in ("punct", "quote") and after.text in ".,;:!?\"”") or (
+            after.kind == "word" and after.low in ("in", "at", "on", "to", "from", "during", "after", "when", "who")
+            and self._speaker_like(np))
         if not after_quote and not follows_punct:
             return
-        if not after_quote and not (_is_cap(words[0]) or words[0].low in _DETERMINERS):
+        if not after_quote and not (_is_cap(words[0]) or words[0].low in _DETERMINERS or self._speaker_like(np)):
             return
         extra = None
         if after is not None and after.text == "," and np.end + 1 < len(toks):
@@ -1135,16 +1183,72 @@ class _Finder:
         """ "Tehran radio quoted a Foreign Ministry spokesman as saying": credit both."""
         p = self.p
         toks = p.toks
-        np = p.right_np(v + 1, p.sent_hi(v)) if v + 1 < len(toks) else None
+        hi = p.sent_hi(v)
+        if v + 1 >= len(toks):
+            return
+        nxt = toks[v + 1]
+        if nxt.low in ("as", "by"):
+            # "X was quoted as saying", "X was quoted by the China Daily as saying": X is the speaker, the
+            # newspaper credited too
+            if not self._passive_subject(v, "quoted as saying"):
+                return
+            if nxt.low == "by":
+                agent = p.right_np(v + 2, hi)
+                if agent is not None and agent.end < len(toks) and toks[agent.end].low == "as":
+                    self._add_np(agent, "quoted")
+            return
+        if nxt.low in ("him", "her", "them") and v + 3 < len(toks) and toks[v + 2].low == "as":
+            # "IRNA quoted him as saying": the news agency, and whoever "him" is
+            self._subject(v, "quoted")
+            self.mentions.append(_Mention(v + 1, "quoted as saying", pronoun={"him": "he", "her": "she"}.get(
+                nxt.low, "they"), sentence=p.sent_of[v]))
+            return
+        np = p.right_np(v + 1, hi)
         if np is None or np.end + 1 >= len(toks) or toks[np.end].low != "as":
-            # "X was quoted as saying": the subject is the speaker
-            if v + 1 < len(toks) and toks[v + 1].low == "as":
-                self._subject(v, "quoted as saying")
             return
         if toks[np.end + 1].low not in ("saying", "telling", "stating", "describing"):
             return
         self._subject(v, "quoted")
         self._add_np(np, "quoted as saying")
+
+    def _passive_subject(self, v: int, cue: str) -> bool:
+        """The subject of "X was quoted" / "X were quoted": left of the auxiliary."""
+        p = self.p
+        toks = p.toks
+        lo = p.sent_lo(v)
+        i = v - 1
+        while i >= lo and toks[i].kind == "word" and toks[i].low in _SKIP_BEFORE_VERB:
+            i -= 1
+        if i < lo or toks[i].low not in ("was", "were", "is", "are", "been", "being", "be"):
+            return False
+        j = i - 1
+        while j >= lo and toks[j].kind == "word" and toks[j].low in _SKIP_BEFORE_VERB:
+            j -= 1
+        if j < lo:
+            return False
+        if _is_pronoun(toks[j]):
+            self.mentions.append(_Mention(j, cue, pronoun=toks[j].low, sentence=p.sent_of[j]))
+            return True
+        if toks[j].text == ",":
+            return self._chain(j, v, cue, loose=True, strict=True)
+        nps = [np for np in p.left_np(j, lo) if self._speaker_like(np)]
+        for np in nps:
+            self._add_np(np, cue)
+        return bool(nps)
+
+    def _clause_subject(self, v: int, cue: str, strict: bool) -> None:
+        p = self.p
+        s = p.sent_of[v]
+        np = p.sentence_subject(s)
+        if np is None or np.end >= v:
+            return
+        if _is_pronoun(p.toks[np.start]):
+            t = p.toks[np.start]
+            if t.low not in ("him", "them", "us", "me", "you", "we"):
+                self.mentions.append(_Mention(np.start, cue, pronoun=t.low, sentence=s))
+            return
+        if self._speaker_like(np) and (not strict or not p.words(np)[-1].low.endswith(("'s", "’s"))):
+            self._add_np(np, cue)
 
     def _saying(self, i: int) -> None:
         """ "Ruritania condemned the strikes, saying ...": the subject of the sentence."""
