@@ -43,16 +43,21 @@ class RedactToken(logging.Filter):
         return True
 
 
-def build_application(briefbot: Briefbot, token: str, base_url: str | None = None) -> Application:
-    """The PTB Application with every handler registered; `base_url` points at another Bot API server."""
-    builder = ApplicationBuilder().token(token).rate_limiter(AIORateLimiter(max_retries=3)).concurrent_updates(True)
+def application_builder(token: str, base_url: str | None = None) -> ApplicationBuilder:
+    """PTB's builder for Telegram, or for another Bot API server at `base_url` (self-hosted, or a test server)."""
+    builder = ApplicationBuilder().token(token)
     if base_url:
         builder = builder.base_url(base_url).base_file_url(base_url.replace("/bot", "/file/bot"))
-    builder = builder.post_init(_post_init)
+    return builder
+
+
+def build_application(briefbot: Briefbot, builder: ApplicationBuilder) -> Application:
+    """The PTB Application with every handler registered, over the given Briefbot."""
+    builder = builder.rate_limiter(AIORateLimiter(max_retries=3)).concurrent_updates(True).post_init(_post_init)
     application = builder.build()
     application.bot_data[BRIEFBOT] = briefbot
     for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactToken(token))
+        handler.addFilter(RedactToken(application.bot.token))
 
     private = filters.ChatType.PRIVATE
     groups = filters.ChatType.GROUPS
@@ -81,7 +86,8 @@ def run(briefbot: Briefbot) -> int:
     if not settings.telegram_bot_token:
         print(NO_TOKEN)
         return 2
-    application = build_application(briefbot, settings.telegram_bot_token, settings.telegram_api_base_url)
+    builder = application_builder(settings.telegram_bot_token, settings.telegram_api_base_url)
+    application = build_application(briefbot, builder)
     if settings.webhook_url:
         path = urlparse(settings.webhook_url).path.lstrip("/")
         log.info("starting webhook server on %s:%s", settings.webhook_listen, settings.webhook_port)
