@@ -115,6 +115,7 @@ _TITLES = frozenset(
     commissioner commissaire king queen prince princess sheikh pope cardinal bishop father sister brother
     emeritus deputy spokesman spokeswoman spokesperson officer inspector detective superintendent treasurer
     undersecretary attorney prosecutor counsel coach manager dame sir lord lady baron chief executive assistant
+    adviser advisor
     """.split()
 )
 # Words that end or mark an organisation, a portfolio or a publication ("Ministry", "Corp", "Herald", "Industry").
@@ -196,19 +197,20 @@ _SAY_PAST = frozenset(
     disclosed warned announced estimated predicted forecast projected wrote replied asserted contended indicated
     criticised criticized urged appealed conceded cautioned complained admitted suggested expressed stressed
     emphasised emphasized observed remarked spoke continued asked described reported quoted tweeted cited
+    repeated reiterated notified
     """.split()
 )
 _SAY_PRESENT = frozenset(
     """
     says say adds notes states tells tell explains argues claims insists acknowledges confirms denies warns
     announces estimates predicts forecasts writes replies contends indicates suggests stresses reports urges
-    tweets
+    tweets reads
     """.split()
 )
 # Verbs that are also common nouns ("Treasury notes", "insurance claims"): only with "that", a quote or a colon.
 _HOMOGRAPHS = frozenset("notes states claims estimates forecasts reports".split())
 # Verbs that only attribute speech when a quote follows ("She continued: ...").
-_QUOTE_ONLY = frozenset("continued asked replied".split())
+_QUOTE_ONLY = frozenset("continued asked replied reads".split())
 _INVERTIBLE = frozenset(
     "said says added adds noted notes explained wrote writes continued asked replied argued warned insisted".split()
 )
@@ -217,6 +219,7 @@ _OPENING_PARTICIPLES = frozenset("writing speaking commenting".split())
 _STATEMENT_PPS = frozenset("statement interview filing letter release report".split())
 
 _SENTENCE_END = frozenset(".!?")
+_MAX_PHRASE = 24  # tokens: no speaker phrase is longer, and it bounds the work on run-on text
 _HARD_PUNCT = frozenset(";:—–()[]{}")
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -331,6 +334,7 @@ class _Passage:
     def __init__(self, text: str) -> None:
         self.text = text
         self.toks = _tokenize(text)
+        self._subjects: dict[int, _Np | None] = {}
         self.sent_of: list[int] = []
         self.sent_starts: list[int] = []
         sent = 0
@@ -447,6 +451,7 @@ class _Passage:
 
     def _left_one(self, i: int, lo: int) -> _Np | None:
         toks = self.toks
+        lo = max(lo, i - _MAX_PHRASE)  # bounded work on run-on text
         end = i + 1
         j = i
         stop = "start"
@@ -544,7 +549,7 @@ class _Passage:
 
     def right_np(self, i: int, hi: int | None = None) -> _Np | None:
         toks = self.toks
-        hi = len(toks) if hi is None else hi
+        hi = min(len(toks) if hi is None else hi, i + _MAX_PHRASE)
         j = i
         has_of = False
         last_cap = False
@@ -625,6 +630,11 @@ class _Passage:
 
     def sentence_subject(self, s: int) -> _Np | None:
         """The noun phrase opening sentence s, after connectives and a short leading adverbial ("Two days later,")."""
+        if s not in self._subjects:
+            self._subjects[s] = self._sentence_subject(s)
+        return self._subjects[s]
+
+    def _sentence_subject(self, s: int) -> _Np | None:
         lo = self.sent_starts[s]
         hi = self.sent_starts[s + 1] if s + 1 < len(self.sent_starts) else len(self.toks)
         i = lo
@@ -1033,7 +1043,7 @@ class _Finder:
         end = comma  # exclusive
         while len(segments) < 5:
             start = end
-            while start - 1 >= lo and toks[start - 1].text != "," and toks[start - 1].kind != "quote" and not (
+            while start - 1 >= lo and end - start < _MAX_PHRASE and toks[start - 1].text != "," and toks[start - 1].kind != "quote" and not (
                 toks[start - 1].kind == "punct" and toks[start - 1].text in _HARD_PUNCT
             ):
                 start -= 1
@@ -1272,8 +1282,8 @@ class _Finder:
         lo = p.sent_lo(i)
         k = i - 1
         while k >= lo and k > i - 6 and toks[k].low != "with":
-            if not _is_word(toks[k]) or _is_stop(toks[k]):
-                return
+            if not _is_word(toks[k]) or _is_stop(toks[k]) or toks[k].low in _NP_PREPS or toks[k].low.endswith("ing"):
+                return  # "with laws banning migrants from claiming asylum" is not a speaker
             k -= 1
         if k < lo or toks[k].low != "with" or k == i - 1:
             return
@@ -1466,7 +1476,7 @@ class _Resolver:
         if m.embedded:
             return None
         # 3. a person named as the subject of an earlier sentence of this passage ("Maria Lopez won ... She said")
-        for s in range(m.sentence - 1, -1, -1):
+        for s in range(m.sentence - 1, max(-1, m.sentence - 4), -1):
             subj = p.sentence_subject(s)
             if subj is None or _is_pronoun(p.toks[subj.start]):
                 continue

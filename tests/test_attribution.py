@@ -110,6 +110,32 @@ def test_other_speech_verbs_and_statements() -> None:
     assert extract_speakers("The recently announced plan was dropped after newspaper reports that it leaked.") == []
 
 
+def test_clauses_appositives_and_passives() -> None:
+    [s] = extract_speakers("Globex Inc declined to comment on the offer, but said it would meet the bidder.")
+    assert s.name == "Globex Inc"
+    [s] = extract_speakers("Tom Berg, speaking at a conference in Oslo, said rates would fall.")
+    assert s.name == "Tom Berg"
+    [s] = extract_speakers("Ann Holt, chairman and chief executive officer said the year started well.")
+    assert (s.name, s.description) == ("Ann Holt", "chairman and chief executive officer")
+    assert names(extract_speakers("Output will fall, a senior banker was quoted by the Daily Post as saying.")) == [
+        "a senior banker",
+        "the Daily Post",
+    ]
+    assert names(extract_speakers("The Acme news agency quoted him as saying the talks failed.")) == [
+        "The Acme news agency"
+    ]  # "him" is nobody known here
+    assert names(extract_speakers("Standard and Poor's Corp said it cut the rating.")) == ["Standard and Poor's Corp"]
+
+
+def test_run_on_text_stays_fast() -> None:
+    import time
+
+    text = "The market was calm today. He said prices would rise. " * 2000
+    started = time.perf_counter()
+    extract_speakers(text)
+    assert time.perf_counter() - started < 2.0
+
+
 # --- pronouns and carried speakers ---------------------------------------------------------------------------------
 
 
