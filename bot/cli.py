@@ -203,6 +203,41 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Answer quality on development sets (formats and scoring rule: ../shared/data/README.md)."""
+    from bot import evaluation
+
+    if not (args.qa or args.dialogues or args.attribution):
+        print("briefbot: give --qa, --dialogues and/or --attribution FILE", file=sys.stderr)
+        return EXIT_USAGE
+    report: dict = {}
+    if args.attribution:
+        report["attribution"] = evaluation.evaluate_attribution(evaluation.read_jsonl(Path(args.attribution)))
+    if args.qa or args.dialogues:
+        app = _open(args)
+        if args.qa:
+            qa = evaluation.evaluate_qa(lambda q: app.service.ask(q, k=5), evaluation.read_jsonl(Path(args.qa)))
+            report["qa"] = qa.to_json()
+        if args.dialogues:
+            report["dialogues"] = evaluation.evaluate_dialogues(app.service, evaluation.read_jsonl(Path(args.dialogues)))
+    if args.json:
+        _print_json(report)
+        return EXIT_OK
+    if "qa" in report:
+        qa = report["qa"]
+        print(f"QA ({qa['questions']} questions): Recall@1 {qa['recall@1']:.3f}  Recall@3 {qa['recall@3']:.3f}  "
+              f"Recall@5 {qa['recall@5']:.3f}  MRR {qa['mrr']:.3f}")
+        print(f"  unanswerable declined {qa['declined_correctly']}/{qa['unanswerable']}; "
+              f"answerable wrongly declined {qa['wrongly_declined']}/{qa['answerable']}")
+    if "dialogues" in report:
+        d = report["dialogues"]
+        print(f"Dialogues: {d['right']}/{d['turns']} turns right (first 3 passages contain the answer)")
+    if "attribution" in report:
+        a = report["attribution"]
+        print(f"Attribution: precision {a['precision']:.3f}  recall {a['recall']:.3f}  F1 {a['f1']:.3f}")
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The Telegram bot (long polling, or a webhook server when WEBHOOK_URL is set)."""
     from bot.telegram_app import NO_TOKEN, run
@@ -235,6 +270,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": cmd_ingest, "reindex": cmd_reindex, "status": cmd_status, "ask": cmd_ask, "chat": cmd_chat,
     "attribute": cmd_attribute, "start": cmd_start, "run": cmd_run,
+    "eval": cmd_eval,
 }
 
 
@@ -265,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("attribute", parents=[common], help='speakers of {"id","text"} JSONL lines on stdin')
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("eval", parents=[common], help="measure answer quality on development sets")
+    p.add_argument("--qa", metavar="FILE", help='{"id","question","article_id","answer","type"} lines')
+    p.add_argument("--dialogues", metavar="FILE", help='{"id","turns":[{"q","answer",...}]} lines')
+    p.add_argument("--attribution", metavar="FILE", help='{"id","text","speakers":[...]} lines')
     p.add_argument("--json", action="store_true")
 
     sub.add_parser("run", parents=[common], help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
