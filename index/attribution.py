@@ -864,7 +864,7 @@ class _Finder:
             return
         if nxt is not None and nxt.low == "by":
             # passive: "the plan was announced by the Acme Association" credits the agent
-            if low != "quoted" and v > 0 and toks[v - 1].low in ("was", "were", "been", "is", "are", "be"):
+            if v > 0 and toks[v - 1].low in ("was", "were", "been", "is", "are", "be"):
                 agent = self.p.right_np(v + 2, self.p.sent_hi(v))
                 if agent is not None and self._speaker_like(agent):
                     self._add_np(agent, f"{low} by")
@@ -883,7 +883,6 @@ class _Finder:
                 return
         if low in ("forecast", "forecasts", "estimates") and v > 0 and toks[v - 1].low.endswith(("'s", "’s")):
             return  # "the Department's forecast that"
-
         if low == "described" and not any(t.low == "as" for t in toks[v + 1 : v + 7]):
             return  # "described X as ..."
         if low in ("forecast", "estimated", "projected", "stated", "noted", "added", "expressed") and v > 0 and (
@@ -1043,9 +1042,10 @@ class _Finder:
         end = comma  # exclusive
         while len(segments) < 5:
             start = end
-            while start - 1 >= lo and end - start < _MAX_PHRASE and toks[start - 1].text != "," and toks[start - 1].kind != "quote" and not (
-                toks[start - 1].kind == "punct" and toks[start - 1].text in _HARD_PUNCT
-            ):
+            while start - 1 >= lo and end - start < _MAX_PHRASE:
+                prev = toks[start - 1]
+                if prev.text == "," or prev.kind == "quote" or (prev.kind == "punct" and prev.text in _HARD_PUNCT):
+                    break
                 start -= 1
             if start >= end:
                 break
