@@ -1331,7 +1331,7 @@ class _Finder:
             return
         name, desc, feats = _split_phrase(p, np)
         if extra_desc:
-            desc = f"{desc}, {extra_desc}" if desc else extra_desc
+            desc = _clean(f"{desc}, {extra_desc}" if desc else extra_desc)
             if any(w in _PERSON_NOUNS or w in _TITLES for w in extra_desc.lower().split()[:6]):
                 feats["person"] = True
         self._emit(np.start, name, desc, cue, feats)
