@@ -159,3 +159,106 @@ async def test_stickers_edits_and_unknown_commands_never_error(seeded_app):
         (slow,) = await say(server, USER, "   ")
         assert "question" in plain(slow).lower()
         assert not [e for e in server.sent_messages(USER) if re.search(r"Traceback|Exception", plain(e))]
+
+
+async def test_full_article_without_link_comes_in_parts_and_buttons_survive_a_restart(seeded_app, encoder):
+    from bot.app import Briefbot
+
+    async with telegram_bot(seeded_app) as server:
+        (answer,) = await say(server, USER, "why did Iran strike Pakistan?")
+        data = answer.button_data()
+    restarted = Briefbot.open(seeded_app.settings, encoder=encoder)
+    async with telegram_bot(restarted) as server:
+        server.send_text(USER, "hello")  # the new server must know the chat, as Telegram would
+        await server.wait_for_messages(USER, 1, timeout=30, methods=["sendMessage"])
+        message = {"message_id": 1, "chat": {"id": USER, "type": "private"}, "date": 0, "text": "old answer",
+                   "reply_markup": answer.reply_markup}
+        server.send_update({"callback_query": {"id": "77", "from": {"id": USER, "is_bot": False, "first_name": "U"},
+                                               "chat_instance": "1", "message": message,
+                                               "data": [d for d in data if d.startswith("a:")][0]}})
+        (article,) = (await server.wait_for_messages(USER, 2, timeout=30, methods=["sendMessage"]))[1:]
+        assert plain(article).startswith("Iran-Pakistan flare-up rooted in borderlands")
+        assert "Gregory Brew" in plain(article) or article.button_data()
+        server.send_update({"callback_query": {"id": "78", "from": {"id": USER, "is_bot": False, "first_name": "U"},
+                                               "chat_instance": "1", "message": message,
+                                               "data": [d for d in data if d.startswith("m:")][0]}})
+        (more,) = (await server.wait_for_messages(USER, 3, timeout=30, methods=["sendMessage"]))[2:]
+        assert quotes(more) and not set(quotes(more)) & set(quotes(answer)), "More works after a restart"
+
+
+async def test_forged_and_foreign_callback_data_get_a_short_notice(seeded_app):
+    async with telegram_bot(seeded_app) as server:
+        (answer,) = await say(server, USER, "why did Iran strike Pakistan?")
+        more_data = [d for d in answer.button_data() if d.startswith("m:")][0]
+        stranger = 2002
+        await say(server, stranger, "/help")
+        for data in ("m:999999", "a:999999:0", "zz", "x" * 64, more_data):
+            server.send_update({"callback_query": {
+                "id": f"cb-{data[:8]}", "from": {"id": stranger, "is_bot": False, "first_name": "S"},
+                "chat_instance": "2", "data": data,
+                "message": {"message_id": 1, "chat": {"id": stranger, "type": "private"}, "date": 0, "text": "x"}}})
+        await server.wait_for(lambda: server.callback_answers, 5, timeout=30)
+        await asyncio.sleep(0.5)
+        notices = [plain(e) for e in server.sent_messages(stranger, methods=["sendMessage"])][1:]
+        assert all("Ask me a question first" in n for n in notices), notices
+        assert len(server.sent_messages(USER, methods=["sendMessage"])) == 1, "nothing reached the other user"
+
+
+async def test_deep_link_latest_and_sources(seeded_app):
+    async with telegram_bot(seeded_app) as server:
+        (deep,) = await say(server, USER, "/start q_why_did_iran_strike_pakistan")
+        assert quotes(deep)
+        (latest,) = await say(server, USER, "/latest")
+        assert "Latest headlines" in plain(latest)
+        (sources,) = await say(server, USER, "/sources")
+        assert "Wikinews" in plain(sources) and "25 article" in plain(sources)
+
+
+async def test_too_many_questions_get_a_polite_slow_down(seeded_app):
+    seeded_app.settings.questions_per_minute = 2
+    async with telegram_bot(seeded_app) as server:
+        await say(server, USER, "why did Iran strike Pakistan?")
+        await say(server, USER, "who founded FIRST Global?")
+        (third,) = await say(server, USER, "what happened in Kerman?")
+        assert "wait a minute" in plain(third)
+
+
+async def test_an_internal_error_is_logged_without_the_token_and_the_user_told_politely(seeded_app, caplog, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("database exploded at /secret/path")
+
+    monkeypatch.setattr(seeded_app.service, "chat", broken)
+    async with telegram_bot(seeded_app) as server:
+        (reply,) = await say(server, USER, "why did Iran strike?")
+        assert "something went wrong" in plain(reply) and "exploded" not in plain(reply)
+        assert server.token not in caplog.text
+        assert "exploded" in caplog.text
+
+
+async def test_webhook_mode_accepts_updates_with_the_secret_only(seeded_app, unused_tcp_port):
+    import httpx
+
+    async with running_server() as server:
+        application = build_application(seeded_app, server.application_builder(read_timeout=5))
+        await application.initialize()
+        await application.start()
+        await application.updater.start_webhook(listen="127.0.0.1", port=unused_tcp_port, url_path="hook",
+                                                secret_token="s3cret", webhook_url="https://bot.example.test/hook")
+        server.add_chat(USER, "private")
+        update = {"update_id": 1, "message": {"message_id": 5, "date": 0, "text": "why did Iran strike Pakistan?",
+                                              "chat": {"id": USER, "type": "private"},
+                                              "from": {"id": USER, "is_bot": False, "first_name": "U"}}}
+        server.known_chats.add(USER)
+        try:
+            async with httpx.AsyncClient() as client:
+                url = f"http://127.0.0.1:{unused_tcp_port}/hook"
+                wrong = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "nope"})
+                assert wrong.status_code == 403
+                right = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"})
+                assert right.status_code == 200
+            (answer,) = await server.wait_for_messages(USER, 1, timeout=30, methods=["sendMessage"])
+            assert quotes(answer)
+        finally:
+            await application.updater.stop()
+            await application.stop()
+            await application.shutdown()
