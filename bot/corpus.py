@@ -30,6 +30,18 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "passages.faiss"
 SAVE_EVERY_ARTICLES = 500
+EMBED_BATCH_PASSAGES = 256
+
+
+@dataclass
+class _Prepared:
+    """An article cut into attributed passages, waiting for its embeddings."""
+
+    parsed: ParsedArticle
+    key: str
+    digest: str
+    replace_id: int | None
+    chunks: list
 
 
 @dataclass
@@ -154,8 +166,13 @@ class Corpus:
 
     # --- ingestion ------------------------------------------------------------------------------
     def ingest_paths(self, paths: Iterable[Path], progress: Callable[[int], None] | None = None) -> IngestReport:
-        """Parse, chunk, attribute, embed and store every article under `paths`; bad files are reported, not fatal."""
+        """Parse, chunk, attribute, embed and store every article under `paths`; bad files are reported, not fatal.
+
+        Passages of several articles are embedded in one batch (the encoder is the cost of everything),
+        then each article is stored in its own transaction.
+        """
         report = IngestReport()
+        pending: list[_Prepared] = []
         since_save = 0
         for path in iter_inputs(list(paths)):
             report.files += 1
@@ -164,33 +181,57 @@ class Corpus:
                     log.warning("skipped %s: %s", item.origin, item.reason)
                     report.failures.append(item)
                     continue
-                self.ingest_article(item, report)
+                if any(p.key == article_key(item) for p in pending):
+                    self._store_batch(pending, report)  # the same article twice in a row: store the first first
+                prepared = self._prepare(item, report)
+                if prepared is not None:
+                    pending.append(prepared)
+                if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_PASSAGES:
+                    self._store_batch(pending, report)
                 since_save += 1
                 if progress:
                     progress(1)
                 if since_save >= SAVE_EVERY_ARTICLES and self._dirty:
+                    self._store_batch(pending, report)
                     self.save_index()
                     since_save = 0
+        self._store_batch(pending, report)
         if self._dirty:
             self.save_index()
         return report
 
-    def ingest_article(self, parsed: ParsedArticle, report: IngestReport) -> None:
+    def _prepare(self, parsed: ParsedArticle, report: IngestReport) -> "_Prepared | None":
+        """Skip what is stored unchanged; otherwise cut the article into attributed passages."""
         key = article_key(parsed)
         digest = content_hash(parsed)
         existing = self.store.find_article(key)
         if existing is not None and existing.content_hash == digest:
             report.unchanged += 1
-            return
+            return None
         chunks = attribute_chunks(chunk_article(parsed.text, max_words=self.settings.passage_max_words))
         if not chunks:
             report.failures.append(ParseFailure(parsed.origin, "no text left after cleaning"))
+            return None
+        return _Prepared(parsed, key, digest, existing.id if existing else None, chunks)
+
+    def _store_batch(self, pending: list["_Prepared"], report: IngestReport) -> None:
+        """Embed every pending passage in one call, then store each article and add it to the index."""
+        if not pending:
             return
-        vectors = self.encoder.encode([c.text for c in chunks])
+        vectors = self.encoder.encode([c.text for p in pending for c in p.chunks])
+        offset = 0
+        for prepared in pending:
+            article_vectors = vectors[offset : offset + len(prepared.chunks)]
+            offset += len(prepared.chunks)
+            self._store(prepared, article_vectors, report)
+        pending.clear()
+
+    def _store(self, prepared: "_Prepared", vectors: np.ndarray, report: IngestReport) -> None:
+        parsed = prepared.parsed
         article = Article(
-            article_key=key, external_id=parsed.external_id, title=parsed.title, source=parsed.source,
+            article_key=prepared.key, external_id=parsed.external_id, title=parsed.title, source=parsed.source,
             author=parsed.author, dateline=parsed.dateline, published=parsed.published, url=parsed.url,
-            text=parsed.text, content_hash=digest,
+            text=parsed.text, content_hash=prepared.digest,
         )
         passages = [
             Passage(
@@ -198,14 +239,14 @@ class Corpus:
                 speakers_json=json.dumps([s.as_dict() for s in c.speakers]), embedding=vector_to_bytes(v),
                 article_id=0,
             )
-            for c, v in zip(chunks, vectors)
+            for c, v in zip(prepared.chunks, vectors)
         ]
-        removed = self.store.save_article(article, passages, replace_id=existing.id if existing else None)
+        removed = self.store.save_article(article, passages, replace_id=prepared.replace_id)
         self.index.remove(set(removed))
         self.index.add([p.id for p in passages], vectors)
         self._dirty = True
         report.passages += len(passages)
-        if existing is None:
+        if prepared.replace_id is None:
             report.added += 1
         else:
             report.updated += 1

@@ -72,6 +72,7 @@ class VectorIndex:
                 handle.write(data.tobytes())
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(tmp_name, 0o644)  # mkstemp makes it private; the index holds nothing secret
             os.replace(tmp_name, path)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
