@@ -8,7 +8,7 @@ import logging
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
-from handlers.common import briefbot, chat_key, in_worker, send_reply
+from handlers.common import briefbot, chat_key, chat_lock, in_worker, send_reply
 from handlers.delivery import send_html
 from handlers.render import article_parts
 
@@ -34,7 +34,7 @@ def parse_callback(data: str | None) -> tuple[str, list[int]] | None:
 async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     parsed = parse_callback(query.data)
-    if parsed is None:
+    if parsed is None or update.effective_chat is None:
         await query.answer(STALE)
         return
     kind, numbers = parsed
@@ -47,8 +47,9 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def more(update: Update, context: ContextTypes.DEFAULT_TYPE, topic_id: int) -> None:
     query = update.callback_query
     await query.answer()
-    reply = await in_worker(briefbot(context).service.more, chat_key(update), topic_id)
-    await send_reply(context, update.effective_chat.id, reply)
+    async with chat_lock(context, update.effective_chat.id):
+        reply = await in_worker(briefbot(context).service.more, chat_key(update), topic_id)
+        await send_reply(context, update.effective_chat.id, reply)
 
 
 async def full_article(update: Update, context: ContextTypes.DEFAULT_TYPE, article_id: int, part: int) -> None:

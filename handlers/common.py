@@ -18,11 +18,22 @@ from handlers.delivery import send_html
 from handlers.render import reply_messages
 
 BRIEFBOT = "briefbot"
+CHAT_LOCKS = "chat_locks"
+LOCK_STRIPES = 256
 T = TypeVar("T")
 
 
 def briefbot(context: ContextTypes.DEFAULT_TYPE) -> Briefbot:
     return context.application.bot_data[BRIEFBOT]
+
+
+def chat_lock(context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> asyncio.Lock:
+    """Updates run concurrently, but one chat's messages are answered in order (its state is read-modify-write).
+
+    A fixed set of striped locks keeps memory bounded however many chats there are.
+    """
+    locks = context.application.bot_data.setdefault(CHAT_LOCKS, [asyncio.Lock() for _ in range(LOCK_STRIPES)])
+    return locks[hash(chat_id) % LOCK_STRIPES]
 
 
 def chat_key(update: Update) -> str:

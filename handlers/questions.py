@@ -10,7 +10,7 @@ from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
 from bot.service import BadQuestion
-from handlers.common import briefbot, chat_key, in_worker, over_rate_limit, send_reply, typing
+from handlers.common import briefbot, chat_key, chat_lock, in_worker, over_rate_limit, send_reply, typing
 from handlers.delivery import send_html
 from handlers.render import esc
 
@@ -27,12 +27,13 @@ async def answer_text(update: Update, context: ContextTypes.DEFAULT_TYPE, text: 
         await send_html(context.bot, chat_id, esc(SLOW_DOWN))
         return
     await typing(context, chat_id)
-    try:
-        reply = await in_worker(app.service.chat, chat_key(update), text)
-    except BadQuestion as exc:
-        await send_html(context.bot, chat_id, esc(str(exc)))
-        return
-    await send_reply(context, chat_id, reply)
+    async with chat_lock(context, chat_id):
+        try:
+            reply = await in_worker(app.service.chat, chat_key(update), text)
+        except BadQuestion as exc:
+            await send_html(context.bot, chat_id, esc(str(exc)))
+            return
+        await send_reply(context, chat_id, reply)
 
 
 async def private_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
