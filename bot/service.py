@@ -232,6 +232,21 @@ class BriefingService:
         self.save_state(chat_id, state)
         return reply
 
+    def focus_on(self, chat_id: str, article_id: int) -> Reply:
+        """Make an article the conversation's focus (a digest's "Ask about this"), so follow-ups are about it."""
+        article = self.store.article(article_id)
+        first = self.store.passage_at(article_id, 0) if article else None
+        if article is None or first is None:
+            return Reply("notice", "That story is no longer stored.", Answer("", False))
+        state = self.load_state(chat_id)
+        state.query = article.title
+        state.topic_id = self.store.create_topic(chat_id, article.title, [first.id]).id
+        result = self.passage_result(first.id)
+        self._show(state, [result])
+        self.save_state(chat_id, state)
+        lead = f"Ask me anything about “{article.title}” — for example: why? who said that? what happened next?"
+        return Reply("neighbour", lead, Answer(article.title, True, [result]), topic_id=state.topic_id)
+
     def more(self, chat_id: str, topic_id: int | None = None) -> Reply:
         """The "More" button: the next results for a question this chat asked (the current one by default)."""
         state = self.load_state(chat_id)

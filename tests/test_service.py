@@ -90,3 +90,13 @@ def test_conversations_are_separate_and_survive_a_restart(seeded_app, make_app, 
 def test_follow_up_without_context_is_a_plain_question(seeded_app):
     reply = seeded_app.service.chat("fresh", "more")
     assert reply.kind in ("answer", "declined")
+
+
+def test_focus_on_an_article_makes_follow_ups_about_it(seeded_app):
+    service = seeded_app.service
+    article = [h for h in service.latest(30) if h.title.startswith("Iran-Pakistan")][0]
+    focus = service.focus_on("digest-user", article.article_id)
+    assert focus.answer.results[0].position == 0
+    nxt = service.chat("digest-user", "what happened next?")
+    assert nxt.kind == "neighbour" and nxt.answer.results[0].position == 1
+    assert nxt.answer.results[0].article_id == article.article_id
