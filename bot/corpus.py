@@ -22,6 +22,7 @@ from bot.storage import Article, Passage, Store, bytes_to_matrix, vector_to_byte
 from index.attribution import attribute_chunks
 from index.chunker import chunk_article
 from index.embeddings import EMBEDDING_DIM, Encoder, SentenceTransformerEncoder
+from index.lexical import LexicalCorrupt, LexicalIndex
 from index.parsers import ParseFailure, iter_inputs, parse_path
 from index.types import ParsedArticle
 from index.vectors import IndexCorrupt, VectorIndex
@@ -29,6 +30,7 @@ from index.vectors import IndexCorrupt, VectorIndex
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "passages.faiss"
+LEXICAL_FILE = "passages.bm25.npz"
 SAVE_EVERY_ARTICLES = 500
 EMBED_BATCH_PASSAGES = 256
 
@@ -90,6 +92,8 @@ class Corpus:
         self._encoder = encoder
         self.index_path = settings.index_dir / INDEX_FILE
         self.index = VectorIndex(encoder.dim if encoder else EMBEDDING_DIM)
+        self.lexical_path = settings.index_dir / LEXICAL_FILE
+        self.lexical = LexicalIndex()
         self._dirty = False
 
     @property
@@ -106,7 +110,12 @@ class Corpus:
 
     # --- keeping the index in agreement with the database ---------------------------------------
     def open(self) -> None:
-        """Load the saved index and repair it against the database: add the missing, drop the extra."""
+        """Load the saved indexes and repair them against the database: add the missing, drop the extra."""
+        if self.lexical_path.exists():
+            try:
+                self.lexical = LexicalIndex.load(self.lexical_path)
+            except LexicalCorrupt as exc:
+                log.warning("lexical index unreadable (%s); rebuilding from the database", exc)
         if self.index_path.exists():
             try:
                 self.index = VectorIndex.load(self.index_path, self.index.dim)
@@ -117,9 +126,11 @@ class Corpus:
         self.sync()
 
     def sync(self) -> tuple[int, int]:
-        """Make the index hold exactly the database's passages. Returns (added, removed)."""
+        """Make both indexes hold exactly the database's passages. Returns (added, removed) for FAISS."""
         self._embed_missing()
         stored = self.store.passage_ids()
+        if self.lexical.ids() != stored:
+            self.rebuild_lexical()
         held = self.index.ids()
         extra = held - stored
         missing = stored - held
@@ -136,8 +147,16 @@ class Corpus:
         self.index = VectorIndex(self.index.dim)
         added = self._add_from_store(None)
         self.save_index()
+        self.rebuild_lexical()
         log.info("index rebuilt with %d passage(s)", added)
         return added
+
+    def rebuild_lexical(self) -> None:
+        """BM25 has no cheap incremental add, so it is rebuilt from the stored texts (seconds for 100k passages)."""
+        ids, texts = self.store.passage_texts()
+        self.lexical = LexicalIndex.build(ids, texts)
+        self.lexical.save(self.lexical_path)
+        log.info("lexical index built over %d passage(s)", len(ids))
 
     def save_index(self) -> None:
         self.index.save(self.index_path)
@@ -198,6 +217,7 @@ class Corpus:
         self._store_batch(pending, report)
         if self._dirty:
             self.save_index()
+            self.rebuild_lexical()
         return report
 
     def _prepare(self, parsed: ParsedArticle, report: IngestReport) -> "_Prepared | None":
@@ -257,4 +277,7 @@ class Corpus:
 
     def dense_search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         return self.index.search(query_vector, k)
+
+    def lexical_search(self, question: str, k: int) -> list[tuple[int, float]]:
+        return self.lexical.search(question, k)
 

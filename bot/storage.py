@@ -203,6 +203,16 @@ class Store:
                     rows = session.exec(select(Passage.id, Passage.embedding).where(Passage.id.in_(part))).all()
                     yield [r[0] for r in rows], [r[1] for r in rows]
 
+    def passage_texts(self) -> tuple[list[int], list[str]]:
+        """Every passage's id and text, in id order, for building the lexical index."""
+        ids: list[int] = []
+        texts: list[str] = []
+        with self.session() as session:
+            for passage_id, text in session.exec(select(Passage.id, Passage.text).order_by(Passage.id)):
+                ids.append(passage_id)
+                texts.append(text)
+        return ids, texts
+
     def passages_missing_embeddings(self, limit: int = 1000) -> list[Passage]:
         with self.session() as session:
             return list(session.exec(select(Passage).where(Passage.embedding.is_(None)).limit(limit)))
