@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 from bot.conversation import ConversationState, Intent, classify, contextual_query
 from bot.corpus import Corpus
+from bot.retrieval import Retrieval, Retriever
 from bot.settings import Settings
 from bot.storage import Article, Passage
 from index.highlight import best_sentence_spans
@@ -20,8 +21,6 @@ from index.types import Speaker
 
 log = logging.getLogger(__name__)
 
-FOCUS_BONUS = 0.04  # a follow-up prefers the article the conversation is about
-CANDIDATES = 50
 
 
 class BadQuestion(ValueError):
@@ -48,6 +47,8 @@ class Result:
     published: datetime | None
     url: str | None
     speakers: list[Speaker]
+    also_carried_by: list[dict] = field(default_factory=list)  # other outlets/articles with the same passage
+    copy_ids: list[int] = field(default_factory=list)  # their passage ids, so "More" never shows them again
 
     def to_json(self) -> dict:
         return {
@@ -55,7 +56,7 @@ class Result:
             "passage_id": self.passage_id, "article_id": self.article_id, "position": self.position,
             "title": self.title, "source": self.source, "author": self.author, "dateline": self.dateline,
             "published": self.published.isoformat() if self.published else None, "url": self.url,
-            "speakers": [s.as_dict() for s in self.speakers],
+            "speakers": [s.as_dict() for s in self.speakers], "also_carried_by": self.also_carried_by,
         }
 
 
@@ -99,6 +100,16 @@ class Reply:
         return {"kind": self.kind, "message": self.message, **self.answer.to_json()}
 
 
+def _carrier(article: Article) -> dict:
+    return {"article_id": article.id, "title": article.title, "source": article.source, "url": article.url,
+            "published": _aware(article.published).isoformat() if article.published else None}
+
+
+def _shown_ids(results: list[Result]) -> list[int]:
+    """Passages a reply showed, with the wire copies folded into them."""
+    return [i for r in results for i in (r.passage_id, *r.copy_ids)]
+
+
 def validate_question(question: str, max_chars: int) -> str:
     text = " ".join((question or "").split())
     if not text or not any(ch.isalnum() for ch in text):
@@ -121,44 +132,33 @@ class BriefingService:
         self.corpus = corpus
         self.store = corpus.store
         self.settings = settings
+        self.retriever = Retriever(corpus)
 
     # --- one question ---------------------------------------------------------------------------
     def ask(self, question: str, k: int | None = None, exclude: set[int] | frozenset[int] = frozenset(),
-            focus_article: int | None = None) -> Answer:
+            focus_article: int | None = None, mode: str = "hybrid", now: datetime | None = None) -> Answer:
         """The best `k` passages for `question`, or a plain decline with the latest headlines."""
         text = validate_question(question, self.settings.max_question_chars)
         k = k or self.settings.results_per_answer
-        query_vector = self.corpus.embed_query(text)
-        hits = self.corpus.dense_search(query_vector, CANDIDATES + len(exclude) + k)
-        scored = []
-        for passage_id, score in hits:
-            if passage_id in exclude:
-                continue
-            scored.append((passage_id, score))
-        if focus_article is not None and scored:
-            passages = self.store.passages_by_id(i for i, _ in scored)
-            scored = [
-                (i, s + (FOCUS_BONUS if i in passages and passages[i].article_id == focus_article else 0.0))
-                for i, s in scored
-            ]
-            scored.sort(key=lambda pair: -pair[1])
-        top = scored[:k]
-        if not top or top[0][1] < self.settings.min_relevance:
+        retrieval = self.retriever.retrieve(text, k, exclude, focus_article, mode, now)
+        if not retrieval.candidates or not self.answerable(retrieval):
             return Answer(question=text, answered=False, headlines=self.latest())
-        results = self._results(text, query_vector, top)
-        return Answer(question=text, answered=True, results=results)
+        return Answer(question=text, answered=True, results=self._results(text, retrieval))
 
-    def _results(self, question: str, query_vector, scored: list[tuple[int, float]]) -> list[Result]:
-        passages = self.store.passages_by_id(i for i, _ in scored)
-        scored = [(i, s) for i, s in scored if i in passages]
-        articles = self.store.articles_by_id(passages[i].article_id for i, _ in scored)
-        texts = [passages[i].text for i, _ in scored]
-        spans = best_sentence_spans(question, query_vector, texts, self.corpus.encoder) if question else \
-            [(0, len(t)) for t in texts]
+    def answerable(self, retrieval: Retrieval) -> bool:
+        """Whether the best passage really answers, or is only the nearest noise."""
+        return retrieval.candidates[0].dense >= self.settings.min_relevance
+
+    def _results(self, question: str, retrieval: Retrieval) -> list[Result]:
+        candidates = retrieval.candidates
+        spans = best_sentence_spans(question, retrieval.query_vector, [c.passage.text for c in candidates],
+                                    self.corpus.encoder)
         results = []
-        for rank, ((passage_id, score), (start, end)) in enumerate(zip(scored, spans), start=1):
-            results.append(self._result(rank, score, passages[passage_id], articles[passages[passage_id].article_id],
-                                        (start, end)))
+        for rank, (candidate, span) in enumerate(zip(candidates, spans), start=1):
+            result = self._result(rank, candidate.score, candidate.passage, candidate.article, span)
+            result.also_carried_by = [_carrier(copy.article) for copy in candidate.copies]
+            result.copy_ids = [copy.passage.id for copy in candidate.copies]
+            results.append(result)
         return results
 
     @staticmethod
@@ -221,7 +221,7 @@ class BriefingService:
                 query = validate_question(message, self.settings.max_question_chars)
                 answer = self.ask(query)
             if answer.answered:
-                topic = self.store.create_topic(chat_id, query, [r.passage_id for r in answer.results])
+                topic = self.store.create_topic(chat_id, query, _shown_ids(answer.results))
                 state.query, state.topic_id = query, topic.id
                 self._show(state, answer.results)
                 reply = Reply("answer", "", answer, topic_id=topic.id)
@@ -261,7 +261,7 @@ class BriefingService:
         answer = self.ask(topic.query, exclude=set(topic.shown))
         if not answer.answered:
             return Reply("notice", "That's all I have on this question.", Answer(topic.query, False), topic_id=topic.id)
-        self.store.extend_topic(topic.id, [r.passage_id for r in answer.results])
+        self.store.extend_topic(topic.id, _shown_ids(answer.results))
         state.query, state.topic_id = topic.query, topic.id
         self._show(state, answer.results)
         return Reply("more", "", answer, topic_id=topic.id)
