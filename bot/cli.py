@@ -204,7 +204,10 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Answer quality on development sets (formats and scoring rule: ../shared/data/README.md)."""
+    """Answer quality on development sets (formats and scoring rule: ../shared/data/README.md).
+
+    The hybrid system and each baseline named by --baseline run over the same sets in this one process.
+    """
     from bot import evaluation
 
     if not (args.qa or args.dialogues or args.attribution):
@@ -215,20 +218,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report["attribution"] = evaluation.evaluate_attribution(evaluation.read_jsonl(Path(args.attribution)))
     if args.qa or args.dialogues:
         app = _open(args)
+        modes = ["hybrid"] + [m for m in (args.baseline or ["bm25", "dense"]) if m != "hybrid"]
         if args.qa:
-            qa = evaluation.evaluate_qa(lambda q: app.service.ask(q, k=5), evaluation.read_jsonl(Path(args.qa)))
-            report["qa"] = qa.to_json()
+            items = evaluation.read_jsonl(Path(args.qa))
+            report["qa"] = {
+                mode: evaluation.evaluate_qa(lambda q, m=mode: app.service.ask(q, k=5, mode=m), items).to_json()
+                for mode in modes
+            }
         if args.dialogues:
             report["dialogues"] = evaluation.evaluate_dialogues(app.service, evaluation.read_jsonl(Path(args.dialogues)))
     if args.json:
         _print_json(report)
         return EXIT_OK
     if "qa" in report:
-        qa = report["qa"]
-        print(f"QA ({qa['questions']} questions): Recall@1 {qa['recall@1']:.3f}  Recall@3 {qa['recall@3']:.3f}  "
-              f"Recall@5 {qa['recall@5']:.3f}  MRR {qa['mrr']:.3f}")
-        print(f"  unanswerable declined {qa['declined_correctly']}/{qa['unanswerable']}; "
-              f"answerable wrongly declined {qa['wrongly_declined']}/{qa['answerable']}")
+        print(f"{'QA':<10} {'R@1':>6} {'R@3':>6} {'R@5':>6} {'MRR':>6}  declined unanswerable  wrongly declined")
+        for mode, qa in report["qa"].items():
+            print(f"{mode:<10} {qa['recall@1']:>6.3f} {qa['recall@3']:>6.3f} {qa['recall@5']:>6.3f} {qa['mrr']:>6.3f}"
+                  f"  {qa['declined_correctly']:>4}/{qa['unanswerable']:<17} {qa['wrongly_declined']}/{qa['answerable']}")
     if "dialogues" in report:
         d = report["dialogues"]
         print(f"Dialogues: {d['right']}/{d['turns']} turns right (first 3 passages contain the answer)")
@@ -307,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qa", metavar="FILE", help='{"id","question","article_id","answer","type"} lines')
     p.add_argument("--dialogues", metavar="FILE", help='{"id","turns":[{"q","answer",...}]} lines')
     p.add_argument("--attribution", metavar="FILE", help='{"id","text","speakers":[...]} lines')
+    p.add_argument("--baseline", action="append", choices=["bm25", "dense"],
+                   help="also run with only this retriever (repeatable; default: both)")
     p.add_argument("--json", action="store_true")
 
     sub.add_parser("run", parents=[common], help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
