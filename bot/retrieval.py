@@ -25,7 +25,8 @@ POOL = 100  # candidates taken from each retriever
 FILTERED_POOL = 2000  # a date or outlet filter needs a deeper pool to find enough that fit
 LEXICAL_WEIGHT = 1.0
 DENSE_WEIGHT = 1.0
-FOCUS_BONUS = 0.15  # a follow-up prefers the article the conversation is about (in units of the best fused score)
+FOCUS_WEIGHT = 0.5  # the article in focus is searched too, its ranking fused with this weight
+FOCUS_BONUS = 0.1  # and its passages get this much (in units of the best fused score)
 RECENCY_BONUS = 0.25  # for "latest": how much the newest candidate gains over the oldest
 TIE_BONUS = 0.01  # among equally good passages prefer the newer
 
@@ -77,6 +78,9 @@ class Retriever:
         if mode in ("hybrid", "dense"):
             rankings.append(self.corpus.dense_search(query_vector, pool))
             weights.append(DENSE_WEIGHT)
+        if focus_article is not None:
+            rankings.append(self._focus_ranking(focus_article, query_vector))
+            weights.append(FOCUS_WEIGHT)
         fused = [(i, s) for i, s in reciprocal_rank_fusion(rankings, weights) if i not in exclude]
         lexical_scores = dict(rankings[0]) if mode in ("hybrid", "bm25") else {}
 
@@ -84,6 +88,15 @@ class Retriever:
         candidates = self._load(fused, intent, wanted, query_vector, lexical_scores)
         self._rerank(candidates, intent, focus_article)
         return Retrieval(intent, query_vector, self._fold_copies(candidates)[:k])
+
+    def _focus_ranking(self, article_id: int, query_vector: np.ndarray) -> list[tuple[int, float]]:
+        """The focus article's own passages by closeness to the question: follow-ups like "what did the
+        company say?" are about it even when the whole corpus has closer matches elsewhere."""
+        scored = [
+            (p.id, float(np.frombuffer(p.embedding, dtype=np.float32) @ query_vector))
+            for p in self.store.article_passages(article_id) if p.embedding
+        ]
+        return sorted(scored, key=lambda pair: -pair[1])
 
     def _load(self, fused: list[tuple[int, float]], intent: QueryIntent, wanted: int, query_vector: np.ndarray,
               lexical_scores: dict[int, float]) -> list[Candidate]:

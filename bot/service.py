@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -21,6 +22,10 @@ from index.types import Speaker
 
 log = logging.getLogger(__name__)
 
+
+
+FOCUS_RELEVANCE_FACTOR = 0.6  # the article in focus needs this share of the usual relevance
+FOLLOW_UP_COVERAGE = 0.4  # share of a question's (IDF-weighted) words found in the focus article
 
 
 class BadQuestion(ValueError):
@@ -141,13 +146,21 @@ class BriefingService:
         text = validate_question(question, self.settings.max_question_chars)
         k = k or self.settings.results_per_answer
         retrieval = self.retriever.retrieve(text, k, exclude, focus_article, mode, now)
-        if not retrieval.candidates or not self.answerable(retrieval):
+        if not retrieval.candidates or not self.answerable(retrieval, focus_article):
             return Answer(question=text, answered=False, headlines=self.latest())
         return Answer(question=text, answered=True, results=self._results(text, retrieval))
 
-    def answerable(self, retrieval: Retrieval) -> bool:
-        """Whether the best passage really answers, or is only the nearest noise."""
-        return retrieval.candidates[0].dense >= self.settings.min_relevance
+    def answerable(self, retrieval: Retrieval, focus_article: int | None = None) -> bool:
+        """Whether the best passage really answers, or is only the nearest noise.
+
+        In a conversation the article under discussion is already known to be relevant, so a passage of it
+        needs less similarity to a terse follow-up ("and the other side?") than a stranger would.
+        """
+        top = retrieval.candidates[0]
+        threshold = self.settings.min_relevance
+        if focus_article is not None and top.article.id == focus_article:
+            threshold *= FOCUS_RELEVANCE_FACTOR
+        return top.dense >= threshold
 
     def _results(self, question: str, retrieval: Retrieval) -> list[Result]:
         candidates = retrieval.candidates
@@ -206,6 +219,8 @@ class BriefingService:
         """Answer one message of a conversation: new questions, follow-ups, "more", "who said that?", "what next?"."""
         state = self.load_state(chat_id)
         intent = classify(message, state.has_context)
+        if intent is Intent.QUESTION and state.focus_article is not None and self._about_focus(message, state):
+            intent = Intent.FOLLOW_UP
         if intent is Intent.MORE:
             reply = self._more(chat_id, state, state.topic_id)
         elif intent is Intent.WHO:
@@ -219,7 +234,7 @@ class BriefingService:
                 answer = self.ask(query, focus_article=state.focus_article)
             else:
                 query = validate_question(message, self.settings.max_question_chars)
-                answer = self.ask(query)
+                answer = self.ask(query, focus_article=state.focus_article)
             if answer.answered:
                 topic = self.store.create_topic(chat_id, query, _shown_ids(answer.results))
                 state.query, state.topic_id = query, topic.id
@@ -258,7 +273,8 @@ class BriefingService:
         topic = self.store.topic(topic_id) if topic_id is not None else None
         if topic is None or topic.chat_id != chat_id:
             return Reply("notice", "Ask me a question first, then I can show more.", Answer("", False))
-        answer = self.ask(topic.query, exclude=set(topic.shown))
+        focus = state.focus_article if topic.id == state.topic_id else None
+        answer = self.ask(topic.query, exclude=set(topic.shown), focus_article=focus)
         if not answer.answered:
             return Reply("notice", "That's all I have on this question.", Answer(topic.query, False), topic_id=topic.id)
         self.store.extend_topic(topic.id, _shown_ids(answer.results))
@@ -269,10 +285,27 @@ class BriefingService:
     def _who(self, state: ConversationState) -> Reply:
         if not state.last_shown:
             return Reply("notice", "Ask me a question first; then I can tell you who said it.", Answer("", False))
-        result = self.passage_result(state.last_shown[0])
-        if result is None:
-            return Reply("notice", "That passage is no longer stored.", Answer("", False))
-        return Reply("attribution", "Source of the passage I last showed:", Answer(state.query, True, [result]))
+        results = [r for r in (self.passage_result(i, rank) for rank, i in enumerate(state.last_shown, 1)) if r]
+        if not results:
+            return Reply("notice", "Those passages are no longer stored.", Answer("", False))
+        lead = "Who said it, and where:" if len(results) > 1 else "Who said it, and where it was published:"
+        return Reply("attribution", lead, Answer(state.query, True, results))
+
+    def _about_focus(self, message: str, state: ConversationState) -> bool:
+        """A question whose meaningful words are mostly in the article under discussion continues that
+        conversation ("what does the prime minister think?"); one about something else starts afresh."""
+        article = self.store.article(state.focus_article)
+        if article is None:
+            return False
+        lexical = self.corpus.lexical
+        terms = set(lexical.tokenize(message))
+        if not terms:
+            return True
+        article_terms = set(lexical.tokenize(article.title + " " + article.text))
+        total = len(lexical) or 1
+        weight = {t: math.log(1 + total / (1 + lexical.document_frequency(t))) for t in terms}
+        covered = sum(w for t, w in weight.items() if t in article_terms)
+        return covered >= FOLLOW_UP_COVERAGE * sum(weight.values())
 
     def _neighbour(self, state: ConversationState, step: int) -> Reply:
         if state.focus_article is None or state.focus_position is None:

@@ -30,7 +30,7 @@ STOPWORDS = frozenset(
     off on once only or other our ours ourselves out over own same she should so some such than that the their
     theirs them themselves then there these they this those through to too under until up very was we were what
     when where which while who whom why will with would you your yours yourself yourselves said says tell told
-    me us also""".split()
+    me us also say saying""".split()
 )
 
 

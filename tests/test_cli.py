@@ -46,11 +46,11 @@ def test_ask_questions_file_answers_each_line_in_one_process(data_dir, tmp_path)
                          '{"id": "b", "question": "   "}\n'
                          'not json\n'
                          '{"id": "c", "question": "who founded the FIRST Global robotics competition?"}\n')
-    done = run(["ask", "--questions", str(questions), "-k", "2"], data_dir)
+    done = run(["ask", "--questions", str(questions), "-k", "3"], data_dir)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line.get("id") for line in lines] == ["a", "b", None, "c"]
-    assert lines[0]["answered"] and len(lines[0]["results"]) == 2
+    assert lines[0]["answered"] and len(lines[0]["results"]) == 3
     assert "error" in lines[1] and "error" in lines[2]
     assert any("Dean Kamen" in r["text"] for r in lines[3]["results"])
 
