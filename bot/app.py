@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.corpus import Corpus
 from bot.service import BriefingService
 from bot.settings import Settings
 from index.embeddings import Encoder
+
+if TYPE_CHECKING:
+    from bot.subscriptions import DigestService
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
@@ -28,6 +33,13 @@ class Briefbot:
         if sync_index:
             corpus.open()
         return cls(settings, corpus, BriefingService(corpus, settings))
+
+    @cached_property
+    def digests(self) -> "DigestService":
+        """Daily digests: subscriptions, schedule and composition over the same corpus."""
+        from bot.subscriptions import DigestService
+
+        return DigestService(self.corpus, self.settings)
 
 
 def configure_logging(level: str) -> None:

@@ -35,6 +35,19 @@ class Settings(BaseSettings):
     webhook_port: int = Field(default=8443, validation_alias="WEBHOOK_PORT")
     questions_per_minute: int = Field(default=20, validation_alias="BRIEFBOT_QUESTIONS_PER_MINUTE")
 
+    digest_time: str = Field(default="08:00", validation_alias="BRIEFBOT_DIGEST_TIME")
+    digest_timezone: str = Field(default="UTC", validation_alias="BRIEFBOT_DIGEST_TIMEZONE")
+    digest_stories: int = Field(default=6, ge=5, le=8, validation_alias="BRIEFBOT_DIGEST_STORIES")
+    digest_max_topics: int = Field(default=10, ge=1, le=50, validation_alias="BRIEFBOT_DIGEST_MAX_TOPICS")
+    digest_topic_min_similarity: float = Field(default=0.35, validation_alias="BRIEFBOT_DIGEST_TOPIC_MIN_SIMILARITY")
+    digest_cluster_similarity: float = Field(default=0.6, validation_alias="BRIEFBOT_DIGEST_CLUSTER_SIMILARITY")
+    digest_max_articles: int = Field(default=3000, validation_alias="BRIEFBOT_DIGEST_MAX_ARTICLES")
+    digest_poll_seconds: float = Field(default=60.0, gt=0, validation_alias="BRIEFBOT_DIGEST_POLL_SECONDS")
+    digest_messages_per_second: float = Field(default=20.0, gt=0, validation_alias="BRIEFBOT_DIGEST_MESSAGES_PER_SECOND")
+    digest_send_concurrency: int = Field(default=8, ge=1, validation_alias="BRIEFBOT_DIGEST_SEND_CONCURRENCY")
+    digest_max_attempts: int = Field(default=5, ge=1, validation_alias="BRIEFBOT_DIGEST_MAX_ATTEMPTS")
+    fake_now: str | None = Field(default=None, validation_alias="BRIEFBOT_FAKE_NOW")
+
     log_level: str = Field(default="INFO", validation_alias="BRIEFBOT_LOG_LEVEL")
 
     @property

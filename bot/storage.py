@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint, event
+from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, func, select
 
@@ -292,3 +292,268 @@ class Store:
             row.updated_at = utcnow()
             session.add(row)
             session.commit()
+
+    # --- daily digests (tables at the end of this module) ------------------------------------------------
+    def digest_articles(self, since: datetime, until: datetime, limit: int) -> list[tuple]:
+        """Articles that arrived in (since, until], newest first, as (id, title, source, author, dateline,
+        published, url, ingested_at) rows.
+
+        "Arrived" is the publication time, or the ingestion time for articles without one; an article
+        ingested in the window but published up to a day before it (a late feed) counts too.
+        """
+        since, until = _utc(since), _utc(until)
+        when = func.coalesce(Article.published, Article.ingested_at)
+        late = (Article.ingested_at > since) & (Article.ingested_at <= until) & (Article.published > since - timedelta(days=1))
+        with self.session() as session:
+            rows = session.exec(
+                select(Article.id, Article.title, Article.source, Article.author, Article.dateline, Article.published,
+                       Article.url, Article.ingested_at)
+                .where(((when > since) & (when <= until)) | late)
+                .order_by(when.desc(), Article.id.desc())
+                .limit(limit)
+            ).all()
+            return [tuple(r) for r in rows]
+
+    def digest_passages(self, article_ids: Iterable[int]) -> list[tuple]:
+        """(id, article_id, position, text, speakers_json, embedding) of the articles' passages, in article order."""
+        ids = sorted(set(article_ids))
+        rows: list[tuple] = []
+        with self.session() as session:
+            for offset in range(0, len(ids), 500):
+                part = ids[offset : offset + 500]
+                rows.extend(tuple(r) for r in session.exec(
+                    select(Passage.id, Passage.article_id, Passage.position, Passage.text, Passage.speakers_json,
+                           Passage.embedding).where(Passage.article_id.in_(part))
+                ).all())
+        rows.sort(key=lambda r: (r[1], r[2]))
+        return rows
+
+    def subscriber(self, chat_id: int) -> "Subscriber | None":
+        with self.session() as session:
+            return session.exec(select(Subscriber).where(Subscriber.chat_id == chat_id)).first()
+
+    def subscriber_by_id(self, subscriber_id: int) -> "Subscriber | None":
+        with self.session() as session:
+            return session.get(Subscriber, subscriber_id)
+
+    def save_subscriber(self, subscriber: "Subscriber") -> "Subscriber":
+        subscriber.updated_at = utcnow()
+        with self.session() as session:
+            subscriber = session.merge(subscriber)
+            session.commit()
+            session.refresh(subscriber)
+            return subscriber
+
+    def list_subscribers(self, subscribed_only: bool = False) -> list["Subscriber"]:
+        with self.session() as session:
+            query = select(Subscriber).order_by(Subscriber.id)
+            if subscribed_only:
+                query = query.where(Subscriber.subscribed == True)  # noqa: E712 - SQL expression
+            return list(session.exec(query))
+
+    def due_subscribers(self, now: datetime, limit: int = 100_000) -> list["Subscriber"]:
+        """Subscribed, not paused, and their next slot has come: the question the fan-out asks every minute."""
+        with self.session() as session:
+            return list(session.exec(
+                select(Subscriber).where(
+                    Subscriber.subscribed == True,  # noqa: E712
+                    Subscriber.paused_reason.is_(None),
+                    Subscriber.next_due_at.is_not(None),
+                    Subscriber.next_due_at <= _utc(now),
+                ).order_by(Subscriber.next_due_at, Subscriber.id).limit(limit)
+            ))
+
+    def set_schedules(self, schedules: dict[int, tuple[datetime | None, str | None]]) -> None:
+        """Move subscribers' next slots (subscriber id -> (next_due_at, next_due_date)) in one transaction."""
+        with self.session() as session:
+            for subscriber_id, (due_at, due_date) in schedules.items():
+                row = session.get(Subscriber, subscriber_id)
+                if row is not None:
+                    row.next_due_at, row.next_due_date = (_utc(due_at) if due_at else None), due_date
+                    session.add(row)
+            session.commit()
+
+    def add_edition(self, edition: "DigestEdition") -> "DigestEdition":
+        with self.session() as session:
+            session.add(edition)
+            session.commit()
+            session.refresh(edition)
+            return edition
+
+    def edition(self, edition_id: int) -> "DigestEdition | None":
+        with self.session() as session:
+            return session.get(DigestEdition, edition_id)
+
+    def plan_deliveries(self, deliveries: list["DigestDelivery"],
+                        schedules: dict[int, tuple[datetime | None, str | None]]) -> int:
+        """Record the day's deliveries and move the subscribers' schedules on, in one transaction.
+
+        A (subscriber, local date) that already has a delivery keeps it: that is the exactly-once key.
+        Returns how many new deliveries were recorded.
+        """
+        wanted = {(d.subscriber_id, d.local_date) for d in deliveries}
+        with self.session() as session:
+            existing: set[tuple[int, str]] = set()
+            ids = sorted({s for s, _ in wanted})
+            for offset in range(0, len(ids), 500):
+                rows = session.exec(select(DigestDelivery.subscriber_id, DigestDelivery.local_date).where(
+                    DigestDelivery.subscriber_id.in_(ids[offset : offset + 500]))).all()
+                existing.update((r[0], r[1]) for r in rows if (r[0], r[1]) in wanted)
+            added = 0
+            for delivery in deliveries:
+                key = (delivery.subscriber_id, delivery.local_date)
+                if key in existing:
+                    continue
+                existing.add(key)
+                session.add(delivery)
+                added += 1
+            for subscriber_id, (due_at, due_date) in schedules.items():
+                row = session.get(Subscriber, subscriber_id)
+                if row is not None:
+                    row.next_due_at, row.next_due_date = (_utc(due_at) if due_at else None), due_date
+                    session.add(row)
+            session.commit()
+            return added
+
+    def has_delivery(self, subscriber_id: int, local_date: str) -> bool:
+        with self.session() as session:
+            return session.exec(select(DigestDelivery.id).where(
+                DigestDelivery.subscriber_id == subscriber_id, DigestDelivery.local_date == local_date)).first() is not None
+
+    def delivery(self, delivery_id: int) -> "DigestDelivery | None":
+        with self.session() as session:
+            return session.get(DigestDelivery, delivery_id)
+
+    def sendable_deliveries(self, now: datetime, limit: int = 500) -> list["DigestDelivery"]:
+        """Pending deliveries, and retries whose time has come, oldest first."""
+        now = _utc(now)
+        with self.session() as session:
+            return list(session.exec(
+                select(DigestDelivery).where(
+                    (DigestDelivery.status == "pending")
+                    | ((DigestDelivery.status == "retry") & (DigestDelivery.next_attempt_at <= now))
+                ).order_by(DigestDelivery.slot_at, DigestDelivery.id).limit(limit)
+            ))
+
+    def deliveries_with_status(self, statuses: Iterable[str]) -> list["DigestDelivery"]:
+        with self.session() as session:
+            return list(session.exec(select(DigestDelivery).where(DigestDelivery.status.in_(list(statuses)))))
+
+    def recent_deliveries(self, subscriber_id: int | None = None, limit: int = 20) -> list["DigestDelivery"]:
+        with self.session() as session:
+            query = select(DigestDelivery).order_by(DigestDelivery.id.desc()).limit(limit)
+            if subscriber_id is not None:
+                query = query.where(DigestDelivery.subscriber_id == subscriber_id)
+            return list(session.exec(query))
+
+    def delivery_status_counts(self) -> dict[str, int]:
+        with self.session() as session:
+            rows = session.exec(select(DigestDelivery.status, func.count()).group_by(DigestDelivery.status)).all()
+            return {str(s): int(n) for s, n in rows}
+
+    def update_delivery(self, delivery_id: int, expect: Iterable[str] | None = None,
+                        **changes) -> "DigestDelivery | None":
+        """Change a delivery's fields, only if its status is one of `expect` (compare-and-set); None otherwise."""
+        with self.session() as session:
+            row = session.get(DigestDelivery, delivery_id)
+            if row is None or (expect is not None and row.status not in set(expect)):
+                return None
+            for name, value in changes.items():
+                setattr(row, name, _utc(value) if isinstance(value, datetime) else value)
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            return row
+
+    def finish_delivery(self, delivery_id: int, last_digest_at: datetime, **changes) -> "DigestDelivery | None":
+        """Mark a delivery sent and remember its slot as the subscriber's last digest, in one transaction."""
+        with self.session() as session:
+            row = session.get(DigestDelivery, delivery_id)
+            if row is None:
+                return None
+            for name, value in changes.items():
+                setattr(row, name, _utc(value) if isinstance(value, datetime) else value)
+            session.add(row)
+            subscriber = session.get(Subscriber, row.subscriber_id)
+            if subscriber is not None:
+                last = _utc(last_digest_at)
+                if subscriber.last_digest_at is None or subscriber.last_digest_at < last:
+                    subscriber.last_digest_at = last
+                    session.add(subscriber)
+            session.commit()
+            session.refresh(row)
+            return row
+
+
+# --- daily digests: subscribers, the digests composed for them, and one delivery record per local day ---------
+class Subscriber(SQLModel, table=True):
+    """A chat that receives a daily digest. Its schedule lives here, never only in memory.
+
+    `next_due_at` (UTC) and `next_due_date` (the subscriber's local date of that slot) are recomputed
+    whenever the time, time zone or subscription changes and after each digest, so "who is due" is one
+    indexed query that survives restarts.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True, index=True))
+    subscribed: bool = Field(default=True, index=True)
+    paused_reason: str | None = Field(default=None, max_length=64)  # "blocked": Telegram said 403
+    topics_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    digest_time: str = Field(default="08:00", max_length=5)  # HH:MM, the subscriber's wall clock
+    timezone: str = Field(default="UTC", max_length=64)
+    next_due_at: datetime | None = Field(default=None, index=True)
+    next_due_date: str | None = Field(default=None, max_length=10)
+    last_digest_at: datetime | None = None  # slot of the last digest sent: the next one starts there
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def topics(self) -> list[str]:
+        return [str(t) for t in json.loads(self.topics_json or "[]")]
+
+
+class DigestEdition(SQLModel, table=True):
+    """One composed digest (stories as JSON), shared by every subscriber with the same topics and window."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    topic_key: str = Field(sa_column=Column(Text, nullable=False))
+    since: datetime
+    until: datetime
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DigestDelivery(SQLModel, table=True):
+    """The one digest of a subscriber's local day; the unique key is what makes it exactly one.
+
+    status: pending (composed, not sent) -> sending (a part is in flight) -> sent; or retry (a failure
+    Telegram certainly did not act on; tried again later), failed (given up, with the error), paused
+    (the chat blocked the bot), cancelled (unsubscribed first), expired (the local day ended first).
+    """
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "local_date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    chat_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    local_date: str = Field(max_length=10)
+    slot_at: datetime
+    edition_id: int = Field(foreign_key="digestedition.id")
+    status: str = Field(default="pending", max_length=16, index=True)
+    parts_sent: int = 0
+    parts_total: int | None = None
+    message_ids_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    uncertain: bool = False  # a part was in flight when the bot died or the connection broke: assumed delivered
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    run_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+def _utc(value: datetime) -> datetime:
+    """Timestamps are bound as aware UTC (naive values are taken to be UTC already)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)

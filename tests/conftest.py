@@ -79,3 +79,46 @@ def seeded_app(seeded_dir, encoder, monkeypatch, tmp_path):
     target = tmp_path / "data"
     shutil.copytree(seeded_dir, target)
     return Briefbot.open(Settings(BRIEFBOT_DATA_DIR=target), encoder=encoder)
+
+
+# --- daily digests ---------------------------------------------------------------------------------------------
+REUTERS_DAY = "1987-03-01"  # 38 wire stories, among them two copies of "MANILA SAID TO OFFER DEBT BONDS TO BANKS"
+
+
+@pytest.fixture(scope="session")
+def reuters_day_dir(tmp_path_factory, shared_data, encoder) -> Path:
+    """reuters-dev's articles of one day in March 1987 (a few hundred passages), ingested once, read-only."""
+    import json
+
+    from bot.app import Briefbot
+    from bot.settings import Settings
+
+    root = tmp_path_factory.mktemp("reuters-day")
+    day_file = root / "articles.jsonl"
+    with (shared_data / "reuters-dev" / "articles.jsonl").open(encoding="utf-8") as source, \
+            day_file.open("w", encoding="utf-8") as target:
+        for line in source:
+            if REUTERS_DAY in line and (json.loads(line).get("published") or "").startswith(REUTERS_DAY):
+                target.write(line)
+    data_dir = root / "data"
+    app = Briefbot.open(Settings(BRIEFBOT_DATA_DIR=data_dir, DATABASE_URL=None), encoder=encoder)
+    report = app.corpus.ingest_paths([day_file])
+    assert report.added == 38, report.summary()
+    app.corpus.store.engine.dispose()
+    return data_dir
+
+
+@pytest.fixture
+def reuters_app(reuters_day_dir, encoder, monkeypatch, tmp_path):
+    """The one-day Reuters corpus, copied so a test may subscribe and deliver without touching others."""
+    import shutil
+
+    from bot.app import Briefbot
+    from bot.settings import Settings
+
+    for name in ("DATABASE_URL", "TELEGRAM_BOT_TOKEN", "BRIEFBOT_FAKE_NOW"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "data"
+    shutil.copytree(reuters_day_dir, target)
+    return Briefbot.open(Settings(BRIEFBOT_DATA_DIR=target), encoder=encoder)
