@@ -232,6 +232,14 @@ class Store:
             passages = session.exec(select(func.count()).select_from(Passage)).one()
             return int(articles), int(passages)
 
+    def newest_published(self) -> datetime | None:
+        """The publication date of the newest article: the corpus's own "now"."""
+        with self.session() as session:
+            value = session.exec(select(func.max(Article.published))).one()
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
     def latest_articles(self, limit: int = 5) -> list[Article]:
         with self.session() as session:
             order = (func.coalesce(Article.published, Article.ingested_at).desc(), Article.id.desc())
