@@ -47,5 +47,5 @@ def configure_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("httpx", "sentence_transformers", "transformers", "faiss", "urllib3"):
+    for noisy in ("httpx", "sentence_transformers", "transformers", "faiss", "urllib3", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -273,11 +273,203 @@ def cmd_start(args: argparse.Namespace) -> int:
     return cmd_chat(args)
 
 
+# --- daily digests ---------------------------------------------------------------------------------------------
+def _when(value: str | None, what: str):
+    """An ISO date-time from the command line (UTC when it names no zone); None when not given."""
+    from datetime import datetime, timezone
+
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{what} must be an ISO date and time, e.g. 1987-03-02T08:00 or 1987-03-02T08:00+01:00") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _digest_output(digest, zone: str) -> dict:
+    """The digest as data, plus the Telegram messages a subscriber receives (HTML and buttons)."""
+    from handlers.digest_render import digest_messages
+
+    messages = [{"html": m.html, "buttons": m.buttons.to_dict()["inline_keyboard"] if m.buttons else []}
+                for m in digest_messages(digest, zone)]
+    return {**digest.to_json(), "timezone": zone, "messages": messages}
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    """What a subscriber would receive now (or at --now): `--chat-id` for a subscriber's own topics and window."""
+    from bot.digest import render_digest_text
+    from bot.subscriptions import BadSetting
+
+    app = _open(args)
+    try:
+        now, since = _when(args.now, "--now"), _when(args.since, "--since")
+        digest = app.digests.preview(topics=args.topics or (), now=now, since=since, chat_id=args.chat_id)
+    except (BadSetting, ValueError) as exc:
+        print(f"briefbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    zone = app.digests.view(args.chat_id).timezone if args.chat_id is not None else "UTC"
+    if args.json:
+        _print_json(_digest_output(digest, zone))
+    else:
+        print(render_digest_text(digest))
+    return EXIT_OK
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    """/subscribe, /time, /timezone and /topics add for a chat, from the terminal."""
+    from bot.subscriptions import BadSetting
+
+    app = _open(args)
+    service = app.digests
+    try:
+        view = service.subscribe(args.chat_id, args.topics or ())
+        if args.time:
+            view = service.set_time(args.chat_id, args.time)
+        if args.timezone:
+            view = service.set_timezone(args.chat_id, args.timezone)
+    except BadSetting as exc:
+        hint = f" (did you mean: {', '.join(exc.suggestions)})" if exc.suggestions else ""
+        print(f"briefbot: {exc}{hint}", file=sys.stderr)
+        return EXIT_USAGE
+    _print_subscription(view, args.json)
+    return EXIT_OK
+
+
+def cmd_unsubscribe(args: argparse.Namespace) -> int:
+    app = _open(args)
+    was = app.digests.unsubscribe(args.chat_id)
+    print(f"chat {args.chat_id} unsubscribed" if was else f"chat {args.chat_id} was not subscribed")
+    return EXIT_OK
+
+
+def _print_subscription(view, as_json: bool) -> None:
+    if as_json:
+        _print_json(view.to_json())
+        return
+    state = "paused (unreachable)" if view.paused else ("subscribed" if view.subscribed else "not subscribed")
+    nxt = f", next {view.next_digest:%Y-%m-%d %H:%M %Z}" if view.next_digest and view.subscribed else ""
+    topics = ", ".join(view.topics) or "everything"
+    print(f"chat {view.chat_id}: {state}; daily at {view.digest_time} {view.timezone}{nxt}; topics: {topics}")
+    for item in view.recent:
+        extra = " (uncertain: assumed delivered)" if item["uncertain"] else ""
+        error = f" — {item['error']}" if item["error"] and item["status"] != "sent" else ""
+        print(f"    {item['date']}: {item['status']}{extra}{error}")
+
+
+def cmd_subscriptions(args: argparse.Namespace) -> int:
+    """Every subscriber (or one), with its schedule and its last deliveries."""
+    app = Briefbot.open(_settings(args), sync_index=False)
+    views = [app.digests.view(args.chat_id)] if args.chat_id is not None else app.digests.subscriptions()
+    for view in views:
+        _print_subscription(view, args.json)
+    if not args.json and args.chat_id is None:
+        counts = app.corpus.store.delivery_status_counts()
+        print(f"{len(views)} chat(s); deliveries: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+    return EXIT_OK
+
+
+def cmd_bench_digest(args: argparse.Namespace) -> int:
+    """Compose for N subscribers over K topic sets, beside composing per subscriber, in one process."""
+    from bot import digest_eval
+
+    try:
+        when = _when(args.now, "--now")
+    except ValueError as exc:
+        print(f"briefbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.subscribers < 1 or args.topic_sets < 1:
+        print("briefbot: --subscribers and --topic-sets must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    app = _open(args)
+    now = when or digest_eval.default_now(app.corpus.store)
+    try:
+        result = digest_eval.benchmark(app.digests, args.subscribers, args.topic_sets, now, args.baseline_sample)
+    except ValueError as exc:
+        print(f"briefbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        _print_json({"now": now.isoformat(), **result})
+        return EXIT_OK
+    print(f"window: 24 h to {now.isoformat()}")
+    print(f"once per topic set : {result['subscribers']:,} subscribers, {result['topic_sets']} topic sets -> "
+          f"{result['editions']} editions in {result['grouped_seconds']:.2f} s")
+    print(f"per subscriber     : {result['baseline_seconds_per_subscriber'] * 1000:.1f} ms each "
+          f"(measured on {result['baseline_sample']}) -> {result['baseline_seconds_extrapolated']:,.1f} s "
+          f"for {result['subscribers']:,} (extrapolated)")
+    print(f"speed-up           : {result['speedup']}x")
+    return EXIT_OK
+
+
+def cmd_eval_digest(args: argparse.Namespace) -> int:
+    """ROUGE-1/2/L of the digest's key sentences against human summaries, beside a first-sentences baseline."""
+    from bot import digest_eval
+
+    path = Path(args.file)
+    if not path.exists():
+        print(f"briefbot: no such file: {path}", file=sys.stderr)
+        return EXIT_USAGE
+    app = _open(args)
+    report = app.corpus.ingest_paths([path])  # already stored articles are skipped
+    if report.added or report.updated:
+        log.info("ingested %s", report.summary())
+    result = digest_eval.evaluate_key_sentences(app.corpus.store, digest_eval.read_items(path), args.sentences)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(result.table())
+    return EXIT_OK
+
+
+DIGEST_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "digest": cmd_digest, "subscribe": cmd_subscribe, "unsubscribe": cmd_unsubscribe,
+    "subscriptions": cmd_subscriptions, "bench-digest": cmd_bench_digest, "eval-digest": cmd_eval_digest,
+}
+
+
+def _add_digest_parsers(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("digest", parents=[common], help="the daily digest a subscriber would receive now")
+    p.add_argument("--json", action="store_true", help="stories as data plus the Telegram messages (HTML, buttons)")
+    p.add_argument("--now", help="compose as at this ISO time (default: now)")
+    p.add_argument("--since", help="stories since this ISO time (default: the last digest, or 24 h)")
+    p.add_argument("--topics", help='free-text topics, comma-separated: "oil prices, iran"')
+    p.add_argument("--chat-id", type=int, help="a subscriber: its topics, window and time zone")
+
+    p = sub.add_parser("subscribe", parents=[common], help="subscribe a chat (and set its time, time zone, topics)")
+    p.add_argument("--chat-id", type=int, required=True)
+    p.add_argument("--topics", help='topics to add, comma-separated: "oil prices, iran"')
+    p.add_argument("--time", help="HH:MM in the chat's time zone (default BRIEFBOT_DIGEST_TIME)")
+    p.add_argument("--timezone", help="Area/City, e.g. Europe/Berlin (default BRIEFBOT_DIGEST_TIMEZONE)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("unsubscribe", parents=[common], help="stop a chat's daily digest")
+    p.add_argument("--chat-id", type=int, required=True)
+
+    p = sub.add_parser("subscriptions", parents=[common], help="subscribers, schedules and recent deliveries")
+    p.add_argument("--chat-id", type=int)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench-digest", parents=[common], help="time composing digests for many subscribers")
+    p.add_argument("--subscribers", type=int, default=10_000)
+    p.add_argument("--topic-sets", type=int, default=50)
+    p.add_argument("--baseline-sample", type=int, default=100, help="subscribers composed one by one for the baseline")
+    p.add_argument("--now", help="end of the 24 h window (default: a minute after the newest article)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("eval-digest", parents=[common], help="ROUGE of digest key sentences vs human summaries")
+    p.add_argument("file", help='JSONL articles with "summaries" (e.g. ../shared/data/gum-news/articles.jsonl)')
+    p.add_argument("--sentences", type=int, default=2, help="at most this many key sentences per story")
+    p.add_argument("--json", action="store_true")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": cmd_ingest, "reindex": cmd_reindex, "status": cmd_status, "ask": cmd_ask, "chat": cmd_chat,
     "attribute": cmd_attribute, "start": cmd_start, "run": cmd_run,
     "eval": cmd_eval,
 }
+
+
+COMMANDS.update(DIGEST_COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", parents=[common], help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
     sub.add_parser("start", parents=[common], help="the demo: sample articles, then Telegram or the terminal chat")
+    _add_digest_parsers(sub, common)
     return parser
 
 

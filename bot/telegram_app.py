@@ -7,18 +7,19 @@ from urllib.parse import urlparse
 
 from telegram import Update
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     MessageHandler,
     filters,
 )
 
 from bot.app import Briefbot
-from handlers import callbacks, commands, errors, other, questions
+from handlers import callbacks, commands, digests, errors, other, questions
 from handlers.common import BRIEFBOT
+from handlers.delivery import DeliveryRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def application_builder(token: str, base_url: str | None = None) -> ApplicationB
 
 def build_application(briefbot: Briefbot, builder: ApplicationBuilder) -> Application:
     """The PTB Application with every handler registered, over the given Briefbot."""
-    builder = builder.rate_limiter(AIORateLimiter(max_retries=3)).concurrent_updates(True).post_init(_post_init)
+    builder = builder.rate_limiter(DeliveryRateLimiter(max_retries=3)).concurrent_updates(True).post_init(_post_init)
     application = builder.build()
     application.bot_data[BRIEFBOT] = briefbot
     for handler in logging.getLogger().handlers:
@@ -67,6 +68,7 @@ def build_application(briefbot: Briefbot, builder: ApplicationBuilder) -> Applic
     application.add_handler(CommandHandler("ask", questions.ask_command, filters=fresh))
     application.add_handler(CommandHandler("latest", commands.latest, filters=fresh))
     application.add_handler(CommandHandler("sources", commands.sources, filters=fresh))
+    _add_digest_handlers(application, fresh)
     application.add_handler(CallbackQueryHandler(callbacks.button))
     application.add_handler(MessageHandler(fresh & private & filters.COMMAND, other.unknown_command))
     application.add_handler(MessageHandler(fresh & private & filters.TEXT, questions.private_message))
@@ -74,6 +76,26 @@ def build_application(briefbot: Briefbot, builder: ApplicationBuilder) -> Applic
     application.add_handler(MessageHandler(fresh & private & ~filters.TEXT, other.not_text))
     application.add_error_handler(errors.error_handler)
     return application
+
+
+def _add_digest_handlers(application: Application, fresh: filters.BaseFilter) -> None:
+    """Daily digests: commands, their buttons, block/unblock, and the minute job that sends what is due."""
+    application.add_handler(CommandHandler("start", digests.resume_on_start, filters=fresh), group=-1)
+    application.add_handler(CommandHandler("subscribe", digests.subscribe, filters=fresh))
+    application.add_handler(CommandHandler("unsubscribe", digests.unsubscribe, filters=fresh))
+    application.add_handler(CommandHandler("digest", digests.digest_now, filters=fresh))
+    application.add_handler(CommandHandler("time", digests.set_time, filters=fresh))
+    application.add_handler(CommandHandler("timezone", digests.set_timezone, filters=fresh))
+    application.add_handler(CommandHandler("topics", digests.topics, filters=fresh))
+    application.add_handler(CommandHandler("settings", digests.show_settings, filters=fresh))
+    application.add_handler(CallbackQueryHandler(digests.ask_about, pattern=r"^f:\d{1,18}$"))
+    application.add_handler(CallbackQueryHandler(digests.timezone_button, pattern=r"^tz:"))
+    application.add_handler(ChatMemberHandler(digests.membership, ChatMemberHandler.MY_CHAT_MEMBER))
+    briefbot: Briefbot = application.bot_data[BRIEFBOT]
+    application.job_queue.run_repeating(
+        digests.digest_job, interval=briefbot.settings.digest_poll_seconds, first=1.0, name="digests",
+        job_kwargs={"max_instances": 2, "coalesce": True, "misfire_grace_time": None},
+    )
 
 
 async def _post_init(application: Application) -> None:

@@ -17,6 +17,13 @@ COMMANDS = [
     BotCommand("ask", "Ask a question (in groups)"),
     BotCommand("latest", "The newest headlines"),
     BotCommand("sources", "Which outlets I know"),
+    BotCommand("subscribe", "A daily briefing (optionally on topics)"),
+    BotCommand("digest", "The briefing now"),
+    BotCommand("topics", "Topics of your briefing"),
+    BotCommand("time", "When the briefing comes (HH:MM)"),
+    BotCommand("timezone", "Your time zone"),
+    BotCommand("settings", "Your briefing settings"),
+    BotCommand("unsubscribe", "Stop the daily briefing"),
 ]
 
 HELP = (
@@ -25,7 +32,8 @@ HELP = (
     "and a link. When I have nothing on a question I say so.\n\n"
     "Follow up with <i>more</i>, <i>who said that?</i>, <i>what happened next?</i>, <i>and before that?</i> "
     "or a short question such as <i>why?</i>\n\n"
-    "/latest — newest headlines\n/sources — what I know\n/ask — ask in a group chat"
+    "/latest — newest headlines\n/sources — what I know\n/ask — ask in a group chat\n"
+    "/subscribe — a daily briefing at 08:00 your time (/time, /timezone, /topics, /settings, /digest)"
 )
 
 
