@@ -18,12 +18,14 @@ from bot.retrieval import Retrieval, Retriever
 from bot.settings import Settings
 from bot.storage import Article, Passage
 from index.highlight import best_sentence_spans
+from index.query import years_named
 from index.types import Speaker
 
 log = logging.getLogger(__name__)
 
 
 
+COVERAGE_WEIGHT = 0.3  # evidence = cosine + this * share of the question's rare words in the passage
 FOCUS_RELEVANCE_FACTOR = 0.6  # the article in focus needs this share of the usual relevance
 FOLLOW_UP_COVERAGE = 0.4  # share of a question's (IDF-weighted) words found in the focus article
 
@@ -151,16 +153,26 @@ class BriefingService:
         return Answer(question=text, answered=True, results=self._results(text, retrieval))
 
     def answerable(self, retrieval: Retrieval, focus_article: int | None = None) -> bool:
-        """Whether the best passage really answers, or is only the nearest noise.
+        """Whether the passages really answer, or are only the nearest noise.
+
+        Calibrated on dev-qa.jsonl over the seed, gum-news and reuters-dev (docs/measurements.md).
 
         In a conversation the article under discussion is already known to be relevant, so a passage of it
         needs less similarity to a terse follow-up ("and the other side?") than a stranger would.
         """
-        top = retrieval.candidates[0]
+        if retrieval.newest is not None and any(y > retrieval.newest.year for y in years_named(retrieval.intent.text)):
+            return False  # about a year after the newest article: nothing stored can report it
         threshold = self.settings.min_relevance
-        if focus_article is not None and top.article.id == focus_article:
+        if focus_article is not None and retrieval.candidates[0].article.id == focus_article:
             threshold *= FOCUS_RELEVANCE_FACTOR
-        return top.dense >= threshold
+        return self.evidence(retrieval) >= threshold
+
+    def evidence(self, retrieval: Retrieval) -> float:
+        """How well the best candidate answers: its cosine to the question plus a share of the question's
+        rare words it contains (a passage that is merely on a similar subject lacks those)."""
+        question = retrieval.intent.text
+        lexical = self.corpus.lexical
+        return max(c.dense + COVERAGE_WEIGHT * lexical.coverage(question, c.passage.text) for c in retrieval.candidates)
 
     def _results(self, question: str, retrieval: Retrieval) -> list[Result]:
         candidates = retrieval.candidates

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=0, validation_alias="BRIEFBOT_TORCH_THREADS")
 
     results_per_answer: int = Field(default=3, validation_alias="BRIEFBOT_RESULTS_PER_ANSWER")
-    min_relevance: float = Field(default=0.35, validation_alias="BRIEFBOT_MIN_RELEVANCE")
+    min_relevance: float = Field(default=0.66, validation_alias="BRIEFBOT_MIN_RELEVANCE")
     max_question_chars: int = Field(default=1000, validation_alias="BRIEFBOT_MAX_QUESTION_CHARS")
     passage_max_words: int = Field(default=80, validation_alias="BRIEFBOT_PASSAGE_MAX_WORDS")
     conversation_ttl_minutes: int = Field(default=60, validation_alias="BRIEFBOT_CONVERSATION_TTL_MINUTES")

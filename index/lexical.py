@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -106,6 +107,21 @@ class LexicalIndex:
     def search(self, question: str, k: int) -> list[tuple[int, float]]:
         scores = self.scores(question)
         return top_k(self._ids, scores, k)
+
+    def idf(self, term: str) -> float:
+        """Rarity of a tokenized term; a term the corpus has never seen is as rare as can be."""
+        return math.log(1 + len(self) / (1 + self.document_frequency(term)))
+
+    def coverage(self, question: str, text: str) -> float:
+        """Share of the question's meaning (IDF-weighted terms) that appears in `text`: a passage that
+        answers usually names what the question names."""
+        terms = set(self.tokenize(question))
+        if not terms:
+            return 0.0
+        present = set(self.tokenize(text))
+        weights = {t: self.idf(t) for t in terms}
+        total = sum(weights.values())
+        return sum(w for t, w in weights.items() if t in present) / total if total else 0.0
 
     def document_frequency(self, term: str) -> int:
         """How many passages contain a (tokenized) term — rare terms carry the question's meaning."""

@@ -19,7 +19,8 @@ _MONTH_NAMES = "|".join(sorted(_MONTHS, key=len, reverse=True))
 _RECENT = re.compile(r"\b(?:the\s+)?(?:latest|newest|most\s+recent|recent(?:ly)?|lately|just\s+now)\b", re.I)
 _TODAY = re.compile(r"\btoday(?:'s)?\b", re.I)
 _YESTERDAY = re.compile(r"\byesterday(?:'s)?\b", re.I)
-_THIS_WEEK = re.compile(r"\b(?:this|past|last)\s+(week|month|year)\b", re.I)
+# "this year" is left alone: in news questions it is usually the event's year ("sugar imports this year").
+_THIS_WEEK = re.compile(r"\b(?:this|past|last)\s+(week|month)\b", re.I)
 _IN_MONTH = re.compile(rf"\b(?:in|during|from|since)\s+({_MONTH_NAMES})\.?(?:\s+(\d{{4}}))?\b", re.I)
 _IN_YEAR = re.compile(r"\b(?:in|during)\s+((?:19|20)\d{2})\b", re.I)
 _FILLER = re.compile(r"^\s*(?:news|stories|headlines|articles)?\s*(?:on|about)?\s*|\s+(?:news|stories)\s*$", re.I)
@@ -58,6 +59,14 @@ class QueryIntent:
         return True
 
 
+_YEAR = re.compile(r"\b(1[89]\d{2}|2[01]\d{2})\b")
+
+
+def years_named(question: str) -> list[int]:
+    """Four-digit years in a question ("the 2022 world cup")."""
+    return [int(y) for y in _YEAR.findall(question)]
+
+
 def _day(value: date) -> datetime:
     return datetime.combine(value, time.min, tzinfo=timezone.utc)
 
@@ -82,7 +91,7 @@ def parse_query(question: str, known_sources: Iterable[str] = (), now: datetime 
         intent.start, intent.end = _day(today - timedelta(days=1)), _day(today)
         text = _YESTERDAY.sub(" ", text)
     elif match := _THIS_WEEK.search(text):
-        span = {"week": 7, "month": 31, "year": 365}[match.group(1).lower()]
+        span = {"week": 7, "month": 31}[match.group(1).lower()]
         intent.start, intent.end = _day(today - timedelta(days=span)), _day(today + timedelta(days=1))
         text = _THIS_WEEK.sub(" ", text)
     elif match := _IN_MONTH.search(text):

@@ -54,6 +54,12 @@ class VectorIndex:
             return 0
         return int(self._index.remove_ids(np.asarray(sorted(ids), dtype=np.int64)))
 
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """The stored vectors of these passage ids (all must be in the index), from memory."""
+        if not ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.vstack([self._index.reconstruct(int(i)) for i in ids]).astype(np.float32, copy=False)
+
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Best `k` (passage id, cosine) pairs for one query vector, best first."""
         if len(self) == 0 or k <= 0:
