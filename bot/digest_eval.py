@@ -73,16 +73,20 @@ class RougeReport:
     articles: int
     systems: dict[str, dict[str, float]]
     mean_sentences: float
+    paired: dict[str, list[int]]  # per metric: articles where key sentences beat / tie / lose to the baseline
 
     def to_json(self) -> dict:
         return {"articles": self.articles, "mean_sentences_chosen": round(self.mean_sentences, 3),
-                "systems": {k: {m: round(v, 4) for m, v in s.items()} for k, s in self.systems.items()}}
+                "systems": {k: {m: round(v, 4) for m, v in s.items()} for k, s in self.systems.items()},
+                "vs_lead_same_count": {m: dict(zip(("better", "equal", "worse"), v)) for m, v in self.paired.items()}}
 
     def table(self) -> str:
         lines = [f"{'system':34s} ROUGE-1  ROUGE-2  ROUGE-L", "-" * 61]
         for name, s in self.systems.items():
             lines.append(f"{name:34s} {s['rouge1']:.4f}   {s['rouge2']:.4f}   {s['rougeL']:.4f}")
         lines.append(f"({self.articles} articles; key sentences chosen per article: {self.mean_sentences:.2f} on average)")
+        lines.append("key sentences vs lead, same count, article by article (better/equal/worse): " + ", ".join(
+            f"{name} {b}/{e}/{w}" for name, (b, e, w) in self.paired.items()))
         return "\n".join(lines)
 
 
@@ -114,9 +118,15 @@ def evaluate_key_sentences(store, items: list[dict], max_sentences: int = 2) -> 
         systems["lead-1"].append(rouge(" ".join(lead[:1]), summaries))
         systems["lead-2"].append(rouge(" ".join(lead[:2]), summaries))
     n = len(counts)
-    means = {name: {m: (sum(s[m] for s in scores) / n if n else 0.0) for m in ("rouge1", "rouge2", "rougeL")}
+    metrics = ("rouge1", "rouge2", "rougeL")
+    means = {name: {m: (sum(s[m] for s in scores) / n if n else 0.0) for m in metrics}
              for name, scores in systems.items()}
-    return RougeReport(n, means, sum(counts) / n if n else 0.0)
+    paired = {}
+    for m in metrics:
+        pairs = list(zip(systems["key sentences (digest)"], systems["lead, same count (baseline)"]))
+        paired[m] = [sum(1 for a, b in pairs if a[m] > b[m] + 1e-9), sum(1 for a, b in pairs if abs(a[m] - b[m]) <= 1e-9),
+                     sum(1 for a, b in pairs if a[m] < b[m] - 1e-9)]
+    return RougeReport(n, means, sum(counts) / n if n else 0.0, paired)
 
 
 # --- the composition benchmark ----------------------------------------------------------------------------------

@@ -344,13 +344,23 @@ class Store:
         with self.session() as session:
             return session.get(Subscriber, subscriber_id)
 
-    def save_subscriber(self, subscriber: "Subscriber") -> "Subscriber":
+    def save_subscriber(self, subscriber: "Subscriber", fields: Iterable[str] | None = None) -> "Subscriber":
+        """Insert a subscriber, or write only `fields` of an existing one (so a settings change made at the
+        moment the fan-out moves the schedule on never puts an older schedule back)."""
         subscriber.updated_at = utcnow()
         with self.session() as session:
-            subscriber = session.merge(subscriber)
+            stored = session.get(Subscriber, subscriber.id) if subscriber.id is not None else None
+            if stored is None:
+                session.add(subscriber)
+                stored = subscriber
+            else:
+                for name in list(fields if fields is not None else type(subscriber).model_fields) + ["updated_at"]:
+                    if name != "id":
+                        setattr(stored, name, getattr(subscriber, name))
+                session.add(stored)
             session.commit()
-            session.refresh(subscriber)
-            return subscriber
+            session.refresh(stored)
+            return stored
 
     def list_subscribers(self, subscribed_only: bool = False) -> list["Subscriber"]:
         with self.session() as session:

@@ -46,6 +46,7 @@ COMMON_TIMEZONES = [
 ]
 _ALIASES = {"utc": "UTC", "gmt": "UTC", "z": "UTC", "zulu": "UTC", "universal": "UTC"}
 RETRY_BACKOFF_MINUTES = (1, 2, 5, 15, 30, 60)
+SCHEDULE = ("next_due_at", "next_due_date")
 
 
 # --- time -------------------------------------------------------------------------------------------------------
@@ -269,7 +270,8 @@ class DigestService:
             raise BadSetting(str(exc)) from None
         row.topics_json = json.dumps(new_topics)
         row.subscribed, row.paused_reason = True, None
-        self.store.save_subscriber(self._reschedule(self.store.save_subscriber(row)))
+        row = self.store.save_subscriber(row, ("topics_json", "subscribed", "paused_reason"))
+        self.store.save_subscriber(self._reschedule(row), SCHEDULE)
         return self.view(chat_id)
 
     def unsubscribe(self, chat_id: int) -> bool:
@@ -278,19 +280,21 @@ class DigestService:
         if row is None or not row.subscribed:
             return False
         row.subscribed = False
-        self.store.save_subscriber(self._reschedule(row))
+        self.store.save_subscriber(self._reschedule(row), ("subscribed", *SCHEDULE))
         return True
 
     def set_time(self, chat_id: int, text: str) -> SubscriptionView:
         row = self._subscriber(chat_id)
         row.digest_time = parse_time(text)
-        self.store.save_subscriber(self._reschedule(self.store.save_subscriber(row)))
+        row = self.store.save_subscriber(row, ("digest_time",))
+        self.store.save_subscriber(self._reschedule(row), SCHEDULE)
         return self.view(chat_id)
 
     def set_timezone(self, chat_id: int, text: str) -> SubscriptionView:
         row = self._subscriber(chat_id)
         row.timezone = resolve_timezone(text)
-        self.store.save_subscriber(self._reschedule(self.store.save_subscriber(row)))
+        row = self.store.save_subscriber(row, ("timezone",))
+        self.store.save_subscriber(self._reschedule(row), SCHEDULE)
         return self.view(chat_id)
 
     def add_topics(self, chat_id: int, topics: Sequence[str] | str) -> SubscriptionView:
@@ -299,7 +303,7 @@ class DigestService:
             row.topics_json = json.dumps(normalise_topics(topics, row.topics, self.settings.digest_max_topics))
         except BadTopics as exc:
             raise BadSetting(str(exc)) from None
-        self.store.save_subscriber(row)
+        self.store.save_subscriber(row, ("topics_json",))
         return self.view(chat_id)
 
     def remove_topics(self, chat_id: int, items: Sequence[str] | str) -> tuple[SubscriptionView, list[str]]:
@@ -318,13 +322,13 @@ class DigestService:
             else:
                 topics.remove(target)
         row.topics_json = json.dumps(topics)
-        self.store.save_subscriber(row)
+        self.store.save_subscriber(row, ("topics_json",))
         return self.view(chat_id), missing
 
     def clear_topics(self, chat_id: int) -> SubscriptionView:
         row = self._subscriber(chat_id)
         row.topics_json = "[]"
-        self.store.save_subscriber(row)
+        self.store.save_subscriber(row, ("topics_json",))
         return self.view(chat_id)
 
     def pause_blocked(self, chat_id: int) -> bool:
@@ -333,7 +337,7 @@ class DigestService:
         if row is None or row.paused_reason == "blocked":
             return False
         row.paused_reason = "blocked"
-        self.store.save_subscriber(self._reschedule(row))
+        self.store.save_subscriber(self._reschedule(row), ("paused_reason", *SCHEDULE))
         log.info("digest subscription of chat %s paused: the bot was blocked", chat_id)
         return True
 
@@ -343,7 +347,7 @@ class DigestService:
         if row is None or row.paused_reason is None:
             return False
         row.paused_reason = None
-        self.store.save_subscriber(self._reschedule(row))
+        self.store.save_subscriber(self._reschedule(row), ("paused_reason", *SCHEDULE))
         log.info("digest subscription of chat %s resumed", chat_id)
         return row.subscribed
 
@@ -414,7 +418,8 @@ class DigestService:
                 if slot_at(day, row.digest_time, row.timezone) > now:
                     schedules[row.id] = (slot_at(day, row.digest_time, row.timezone), day.isoformat())
                     continue
-            elif day > today:
+            elif day > today:  # the zone's rules moved the slot: point it at the right one
+                schedules[row.id] = self._reschedule(row).next_due_at, row.next_due_date
                 continue
             nxt = day + timedelta(days=1)
             schedules[row.id] = (slot_at(nxt, row.digest_time, row.timezone), nxt.isoformat())

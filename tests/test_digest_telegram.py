@@ -251,3 +251,32 @@ async def test_bad_settings_get_friendly_answers(reuters_app):
         topical = await say(server, USER, "/digest")
         assert "COFFEE" in topical.text and "Topics: oil prices, coffee" in topical.text
         assert not [t for t in texts(server, USER) if re.search(r"Traceback|Exception|went wrong", t)]
+
+
+async def test_failures_are_retried_recorded_or_assumed_sent_never_doubled(reuters_app):
+    from tests.botapi import Fault
+
+    reuters_app.settings.digest_max_attempts = 2
+    clock = reuters_app.digests.clock = FakeClock(utc(1987, 3, 2, 6, 0))
+    flaky, down, lost = 4001, 4002, 4003
+    for chat in (flaky, down, lost):
+        reuters_app.digests.subscribe(chat)
+        reuters_app.digests.set_time(chat, "06:30")
+    async with digest_bot(reuters_app) as server:
+        for chat in (flaky, down, lost):
+            known_chat(server, chat)
+        server.inject("sendMessage", 500, times=2, chat_id=flaky)  # retried at once, then delivered
+        server.inject("sendMessage", 502, times=None, chat_id=down)  # Telegram unreachable for this chat
+        server.inject("sendMessage", Fault.reset(after_processing=True), chat_id=lost)  # sent, answer lost
+        clock.set(utc(1987, 3, 2, 6, 30))
+        await wait_deliveries(reuters_app, 2)
+        await wait_deliveries(reuters_app, 1, statuses=("retry",))
+        clock.set(utc(1987, 3, 2, 6, 32))  # the retry's time has come; it fails again and is recorded
+        failed = await wait_deliveries(reuters_app, 1, statuses=("failed",))
+        await asyncio.sleep(3 * POLL)
+        assert len(digests_in(server, flaky)) == 1
+        assert len(digests_in(server, lost)) == 1, "a lost answer is not a reason to send twice"
+        assert not digests_in(server, down)
+        assert failed[0].chat_id == down and "Bad Gateway" in failed[0].last_error and failed[0].attempts == 2
+        (uncertain,) = [d for d in reuters_app.corpus.store.deliveries_with_status(["sent"]) if d.uncertain]
+        assert uncertain.chat_id == lost
