@@ -28,6 +28,7 @@ class Attribution:
     outlet: str
     byline: str
     date: str
+    also_carried_by: list[str]  # "Wikinews, 3 Mar 2017" for each other article with the same passage
 
     @property
     def publication(self) -> str:
@@ -44,4 +45,11 @@ def attribution_of(result: Result) -> Attribution:
         outlet=result.source or "",
         byline=result.author or "",
         date=date_phrase(result.published),
+        also_carried_by=[_carrier_phrase(c) for c in result.also_carried_by],
     )
+
+
+def _carrier_phrase(carrier: dict) -> str:
+    published = datetime.fromisoformat(carrier["published"]) if carrier.get("published") else None
+    parts = [p for p in (carrier.get("source") or "", carrier.get("title") or "", date_phrase(published)) if p]
+    return ", ".join(parts)

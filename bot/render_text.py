@@ -25,6 +25,8 @@ def render_result(result: Result, bold: bool = False) -> str:
     lines.append(f"    {attribution.title}" + (f" ({attribution.publication})" if attribution.publication else ""))
     if attribution.url:
         lines.append(f"    {attribution.url}")
+    if attribution.also_carried_by:
+        lines.append("    also carried by: " + "; ".join(attribution.also_carried_by))
     return "\n".join(lines)
 
 

@@ -298,6 +298,13 @@ class BriefingService:
         if not state.last_shown:
             return Reply("notice", "Ask me a question first; then I can tell you who said it.", Answer("", False))
         results = [r for r in (self.passage_result(i, rank) for rank, i in enumerate(state.last_shown, 1)) if r]
+        if results and not results[0].speakers:
+            # A quote paragraph is often attributed by the next one ('"...," Yeutter said.'): show it too.
+            following = self.store.passage_at(results[0].article_id, results[0].position + 1)
+            if following is not None and following.speakers and following.id not in state.last_shown:
+                results.insert(1, self.passage_result(following.id, 2))
+                for rank, result in enumerate(results, start=1):
+                    result.rank = rank
         if not results:
             return Reply("notice", "Those passages are no longer stored.", Answer("", False))
         lead = "Who said it, and where:" if len(results) > 1 else "Who said it, and where it was published:"

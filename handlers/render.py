@@ -61,6 +61,8 @@ def result_html(result: Result) -> str:
     url = safe_url(attribution.url)
     title = f'<a href="{esc(url)}">{esc(attribution.title)}</a>' if url else f"<b>{esc(attribution.title)}</b>"
     lines.append(title + (" · " + esc(attribution.publication) if attribution.publication else ""))
+    if attribution.also_carried_by:
+        lines.append("<i>Also carried by " + esc("; ".join(attribution.also_carried_by)) + "</i>")
     return "\n".join(lines)
 
 
