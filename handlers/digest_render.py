@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.digest import Digest, Story, place_of, speaker_line, where_line
-from handlers.render import MESSAGE_LIMIT, OutgoingMessage, _fit, esc, safe_url, visible_length
+from handlers.render import MESSAGE_LIMIT, OutgoingMessage, esc, pack, safe_url, visible_length
 
 MAX_SOURCES_LISTED = 5
 
@@ -82,7 +82,7 @@ def digest_messages(digest: Digest, zone: str = "UTC", limit: int = MESSAGE_LIMI
     current, stories = header_html(digest, zone), []
     for story in digest.stories:
         block = story_html(story, zone)
-        for piece in _fit(block, limit):  # only a pathological story is ever cut
+        for piece in pack([block], limit):  # only a pathological story is ever cut
             candidate = f"{current}\n\n{piece}"
             if visible_length(candidate) > limit:
                 messages.append((current, stories))
