@@ -280,3 +280,25 @@ async def test_failures_are_retried_recorded_or_assumed_sent_never_doubled(reute
         assert failed[0].chat_id == down and "Bad Gateway" in failed[0].last_error and failed[0].attempts == 2
         (uncertain,) = [d for d in reuters_app.corpus.store.deliveries_with_status(["sent"]) if d.uncertain]
         assert uncertain.chat_id == lost
+
+
+async def test_questions_are_answered_while_a_fan_out_is_sending(reuters_app):
+    clock = reuters_app.digests.clock = FakeClock(utc(1987, 3, 2, 6, 0))
+    reuters_app.settings.digest_messages_per_second = 10
+    chats = list(range(6000, 6060))  # six seconds of digests
+    for chat in chats:
+        reuters_app.digests.subscribe(chat)
+        reuters_app.digests.set_time(chat, "06:30")
+    async with digest_bot(reuters_app) as server:
+        for chat in chats:
+            known_chat(server, chat)
+        clock.set(utc(1987, 3, 2, 6, 30))
+        await server.wait_for(lambda: [c for c in chats if digests_in(server, c)], 10, timeout=20)
+        asked = time.monotonic()
+        answer = await say(server, USER, "why did Manila offer debt bonds to the banks?")
+        waited = time.monotonic() - asked
+        sent_so_far = len([c for c in chats if digests_in(server, c)])
+        assert "MANILA" in answer.text or "Philippines" in answer.text, answer.text
+        assert sent_so_far < len(chats), "the answer came while digests were still going out"
+        assert waited < 3, waited
+        await wait_deliveries(reuters_app, len(chats), timeout=30)
