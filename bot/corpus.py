@@ -25,7 +25,7 @@ from index.embeddings import EMBEDDING_DIM, Encoder, SentenceTransformerEncoder
 from index.lexical import LexicalCorrupt, LexicalIndex
 from index.parsers import ParseFailure, iter_inputs, parse_path
 from index.types import ParsedArticle
-from index.vectors import IndexCorrupt, VectorIndex
+from index.vectors import IndexCorrupt, VectorIndex, choose_kind
 
 log = logging.getLogger(__name__)
 
@@ -138,18 +138,38 @@ class Corpus:
         added = self._add_from_store(missing)
         if added or removed:
             log.info("index repaired: %d passage(s) added, %d removed", added, removed)
+        if self.resize_if_needed() or added or removed:
             self.save_index()
         return added, removed
 
-    def reindex(self) -> int:
-        """Rebuild the index from the stored embeddings (and embed any passage that has none)."""
+    def reindex(self, kind: str | None = None) -> int:
+        """Rebuild the index from the stored embeddings (and embed any passage that has none), of the
+        kind that suits the corpus size unless one is asked for."""
         self._embed_missing()
-        self.index = VectorIndex(self.index.dim)
-        added = self._add_from_store(None)
+        self._rebuild_vectors(kind)
         self.save_index()
         self.rebuild_lexical()
-        log.info("index rebuilt with %d passage(s)", added)
-        return added
+        log.info("index rebuilt with %d passage(s) (%s)", len(self.index), self.index.kind)
+        return len(self.index)
+
+    def _rebuild_vectors(self, kind: str | None = None) -> None:
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for batch_ids, batch_blobs in self.store.iter_embeddings(None):
+            for passage_id, blob in zip(batch_ids, batch_blobs):
+                if blob is not None:
+                    ids.append(passage_id)
+                    blobs.append(blob)
+        self.index = VectorIndex.build(self.index.dim, ids, bytes_to_matrix(blobs, self.index.dim), kind)
+
+    def resize_if_needed(self) -> bool:
+        """Switch Flat -> HNSW -> IVF-SQ8 as the corpus grows; the database's embeddings make it lossless."""
+        wanted = choose_kind(len(self.index))
+        if wanted == self.index.kind:
+            return False
+        log.info("corpus of %d passages: switching the index from %s to %s", len(self.index), self.index.kind, wanted)
+        self._rebuild_vectors(wanted)
+        return True
 
     def rebuild_lexical(self) -> None:
         """BM25 has no cheap incremental add, so it is rebuilt from the stored texts (seconds for 100k passages)."""
@@ -216,6 +236,7 @@ class Corpus:
                     since_save = 0
         self._store_batch(pending, report)
         if self._dirty:
+            self.resize_if_needed()
             self.save_index()
             self.rebuild_lexical()
         return report

@@ -54,3 +54,42 @@ def test_damaged_file_is_reported_as_corrupt(tmp_path: Path):
 def test_wrong_shape_is_refused():
     with pytest.raises(ValueError):
         VectorIndex(8).add([1, 2], unit_vectors(1))
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-sq8"])
+def test_every_kind_searches_removes_and_round_trips(kind, tmp_path: Path):
+    vectors = unit_vectors(2000, dim=16, seed=3)
+    index = VectorIndex.build(16, list(range(2000)), vectors, kind)
+    assert index.kind == kind and len(index) == 2000
+    assert index.search(vectors[42], 1)[0][0] == 42
+    index.remove({42, 43})
+    assert all(pid not in (42, 43) for pid, _ in index.search(vectors[42], 10))
+    index.save(tmp_path / "i.npz")
+    loaded = VectorIndex.load(tmp_path / "i.npz", 16)
+    assert loaded.kind == kind and loaded.ids() == set(range(2000)) - {42, 43}, "removals survive a restart"
+    loaded.add([42], vectors[42:43])
+    assert loaded.search(vectors[42], 1)[0][0] == 42 and len(loaded) == 1999
+
+
+def test_kind_follows_corpus_size():
+    from index.vectors import FLAT_MAX, HNSW_MAX, choose_kind
+
+    assert choose_kind(1000) == "flat"
+    assert choose_kind(FLAT_MAX + 1) == "hnsw"
+    assert choose_kind(HNSW_MAX + 1) == "ivf-sq8"
+
+
+def test_growing_corpus_switches_kind_without_losing_passages(make_app, tmp_path, monkeypatch):
+    import json
+
+    import index.vectors as vectors_module
+
+    monkeypatch.setattr(vectors_module, "FLAT_MAX", 3)
+    lines = [{"id": f"g{i}", "title": f"T{i}", "text": f"Story number {i} about harbour cranes."} for i in range(6)]
+    source = tmp_path / "g.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    app = make_app()
+    app.corpus.ingest_paths([source])
+    assert app.corpus.index.kind == "hnsw"
+    assert app.corpus.index.ids() == app.corpus.store.passage_ids() and len(app.corpus.index) == 6
+    assert make_app().corpus.index.kind == "hnsw"
