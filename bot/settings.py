@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,32 @@ class Settings(BaseSettings):
     fake_now: str | None = Field(default=None, validation_alias="BRIEFBOT_FAKE_NOW")
 
     log_level: str = Field(default="INFO", validation_alias="BRIEFBOT_LOG_LEVEL")
+
+    # --- sources: feeds and web pages (bot/fetch.py, bot/feeds.py) ---
+    admin_ids: str = Field(default="", validation_alias="ADMIN_IDS")
+    fetch_timeout: float = Field(default=15.0, gt=0, validation_alias="BRIEFBOT_FETCH_TIMEOUT")
+    fetch_max_bytes: int = Field(default=5_000_000, ge=1024, validation_alias="BRIEFBOT_FETCH_MAX_BYTES")
+    fetch_max_redirects: int = Field(default=5, ge=0, le=20, validation_alias="BRIEFBOT_FETCH_MAX_REDIRECTS")
+    allow_private_addresses: bool = Field(default=False, validation_alias="BRIEFBOT_ALLOW_PRIVATE_ADDRESSES")
+    user_agent: str = Field(default="Briefbot/0.1 (news briefing bot; feed reader)",
+                            validation_alias="BRIEFBOT_USER_AGENT")
+    feed_interval_minutes: int = Field(default=30, ge=1, le=10080, validation_alias="BRIEFBOT_FEED_INTERVAL_MINUTES")
+    feed_poll_seconds: float = Field(default=60.0, gt=0, validation_alias="BRIEFBOT_FEED_POLL_SECONDS")
+    feed_max_entries: int = Field(default=30, ge=1, validation_alias="BRIEFBOT_FEED_MAX_ENTRIES")
+
+    @field_validator("admin_ids")
+    @classmethod
+    def _admin_ids_are_numbers(cls, value: str) -> str:
+        """Fail at start-up on a typo rather than silently locking every admin out."""
+        for part in value.replace(";", ",").split(","):
+            if part.strip() and not part.strip().lstrip("-").isdigit():
+                raise ValueError(f"ADMIN_IDS must be Telegram user ids separated by commas, not {part.strip()!r}")
+        return value
+
+    @property
+    def admin_id_set(self) -> frozenset[int]:
+        """ADMIN_IDS as numbers: the users who may add and remove feeds in Telegram."""
+        return frozenset(int(p) for p in self.admin_ids.replace(";", ",").split(",") if p.strip())
 
     @property
     def resolved_database_url(self) -> str:
