@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from bot.catalog import PassageCatalog
 from bot.settings import Settings
 from bot.storage import Article, Passage, Store, bytes_to_matrix, vector_to_bytes
 from index.attribution import attribute_chunks
@@ -51,6 +52,7 @@ class IngestReport:
     """What an ingest run did, for the summary line and for scripts."""
 
     files: int = 0
+    pages: int = 0  # web pages and feed entries (ingest_articles)
     added: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -58,13 +60,23 @@ class IngestReport:
     failures: list[ParseFailure] = field(default_factory=list)
 
     def summary(self) -> str:
+        inputs = f"{self.files} file(s)" if self.files or not self.pages else ""
+        if self.pages:
+            inputs += (", " if inputs else "") + f"{self.pages} page(s)"
         text = (
-            f"{self.files} file(s): {self.added} new article(s), {self.updated} updated, {self.unchanged} unchanged, "
+            f"{inputs}: {self.added} new article(s), {self.updated} updated, {self.unchanged} unchanged, "
             f"{self.passages} passage(s) indexed"
         )
         if self.failures:
             text += f", {len(self.failures)} skipped"
         return text
+
+    def merge(self, other: "IngestReport") -> "IngestReport":
+        """Add another run's counts to this one (files and URLs given to one command)."""
+        for name in ("files", "pages", "added", "updated", "unchanged", "passages"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.extend(other.failures)
+        return self
 
 
 def article_key(parsed: ParsedArticle) -> str:
@@ -94,17 +106,23 @@ class Corpus:
         self.index = VectorIndex(encoder.dim if encoder else EMBEDDING_DIM)
         self.lexical_path = settings.index_dir / LEXICAL_FILE
         self.lexical = LexicalIndex()
+        self.catalog = PassageCatalog(self.store)
         self._dirty = False
 
     @property
     def encoder(self) -> Encoder:
         """Loaded on first use: listing sources or rebuilding the index should not pay for the model."""
         if self._encoder is None:
-            self._encoder = SentenceTransformerEncoder(
-                self.settings.embedding_model,
+            from index.embeddings import make_encoder
+
+            self._encoder = make_encoder(
+                self.settings.encoder,
+                model=self.settings.embedding_model,
                 allow_download=self.settings.allow_model_download,
                 batch_size=self.settings.embedding_batch_size,
-                threads=self.settings.torch_threads,
+                threads=self.settings.encoder_threads,
+                torch_threads=self.settings.torch_threads,
+                cache_dir=self.settings.models_dir,
             )
         return self._encoder
 
@@ -138,6 +156,7 @@ class Corpus:
         added = self._add_from_store(missing)
         if added or removed:
             log.info("index repaired: %d passage(s) added, %d removed", added, removed)
+            self.catalog.invalidate()
         if self.resize_if_needed() or added or removed:
             self.save_index()
         return added, removed
@@ -211,35 +230,69 @@ class Corpus:
         then each article is stored in its own transaction.
         """
         report = IngestReport()
-        pending: list[_Prepared] = []
-        since_save = 0
-        for path in iter_inputs(list(paths)):
-            report.files += 1
-            for item in parse_path(path):
-                if isinstance(item, ParseFailure):
-                    log.warning("skipped %s: %s", item.origin, item.reason)
-                    report.failures.append(item)
-                    continue
-                if any(p.key == article_key(item) for p in pending):
-                    self._store_batch(pending, report)  # the same article twice in a row: store the first first
-                prepared = self._prepare(item, report)
-                if prepared is not None:
-                    pending.append(prepared)
-                if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_PASSAGES:
-                    self._store_batch(pending, report)
-                since_save += 1
-                if progress:
-                    progress(1)
-                if since_save >= SAVE_EVERY_ARTICLES and self._dirty:
-                    self._store_batch(pending, report)
-                    self.save_index()
-                    since_save = 0
-        self._store_batch(pending, report)
+
+        def items() -> Iterable[ParsedArticle | ParseFailure]:
+            for path in iter_inputs(list(paths)):
+                report.files += 1
+                yield from parse_path(path)
+
+        self._ingest(items(), report, progress, EMBED_BATCH_PASSAGES)
+        self.finish_ingest()
+        return report
+
+    def ingest_articles(self, articles: Iterable[ParsedArticle | ParseFailure],
+                        progress: Callable[[int], None] | None = None, batch_passages: int = EMBED_BATCH_PASSAGES,
+                        finish: bool = True) -> IngestReport:
+        """The same pipeline for articles parsed elsewhere (web pages, feed entries); counted as pages.
+
+        A small `batch_passages` keeps each encoder call short, so a bot answering questions while it
+        ingests a feed never waits long for the (shared, serialised) encoder. With `finish=False` the
+        index save and the BM25 rebuild are left to one `finish_ingest()` after several calls.
+        """
+        report = IngestReport()
+
+        def counted() -> Iterable[ParsedArticle | ParseFailure]:
+            for item in articles:
+                report.pages += 1
+                yield item
+
+        self._ingest(counted(), report, progress, batch_passages)
+        if finish:
+            self.finish_ingest()
+        return report
+
+    def finish_ingest(self) -> None:
+        """After ingesting: resize and save the vector index and rebuild BM25, if anything changed."""
         if self._dirty:
             self.resize_if_needed()
             self.save_index()
             self.rebuild_lexical()
-        return report
+
+    def _ingest(self, items: Iterable[ParsedArticle | ParseFailure], report: IngestReport,
+                progress: Callable[[int], None] | None, batch_passages: int) -> None:
+        """Prepare each article, embed in batches of about `batch_passages`, store; failures are reported."""
+        pending: list[_Prepared] = []
+        since_save = 0
+        for item in items:
+            if isinstance(item, ParseFailure):
+                log.warning("skipped %s: %s", item.origin, item.reason)
+                report.failures.append(item)
+                continue
+            if any(p.key == article_key(item) for p in pending):
+                self._store_batch(pending, report)  # the same article twice in a row: store the first first
+            prepared = self._prepare(item, report)
+            if prepared is not None:
+                pending.append(prepared)
+            if sum(len(p.chunks) for p in pending) >= batch_passages:
+                self._store_batch(pending, report)
+            since_save += 1
+            if progress:
+                progress(1)
+            if since_save >= SAVE_EVERY_ARTICLES and self._dirty:
+                self._store_batch(pending, report)
+                self.save_index()
+                since_save = 0
+        self._store_batch(pending, report)
 
     def _prepare(self, parsed: ParsedArticle, report: IngestReport) -> "_Prepared | None":
         """Skip what is stored unchanged; otherwise cut the article into attributed passages."""
@@ -283,6 +336,7 @@ class Corpus:
             for c, v in zip(prepared.chunks, vectors)
         ]
         removed = self.store.save_article(article, passages, replace_id=prepared.replace_id)
+        self.catalog.invalidate()
         self.index.remove(set(removed))
         self.index.add([p.id for p in passages], vectors)
         self._dirty = True

@@ -34,12 +34,15 @@ TIE_BONUS = 0.005  # among equally good passages prefer the newer
 
 @dataclass
 class Candidate:
-    passage: Passage
-    article: Article
+    passage_id: int
+    article_id: int
+    published: datetime | None
     score: float  # the fused, re-ranked score (comparable within one question only)
     dense: float  # cosine between question and passage
     lexical: float  # BM25 score
     copies: list["Candidate"] = field(default_factory=list)  # the same passage in other articles
+    passage: Passage | None = None  # read from the database only for what is shown
+    article: Article | None = None
 
 
 @dataclass
@@ -50,27 +53,22 @@ class Retrieval:
     newest: datetime | None = None  # the newest article's date when the question was asked
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
 class Retriever:
     def __init__(self, corpus: Corpus):
         self.corpus = corpus
         self.store = corpus.store
 
-    def known_sources(self) -> list[str]:
-        return [source for source, _count, _newest in self.store.source_summary() if source != "unknown"]
+    @property
+    def catalog(self):
+        return self.corpus.catalog
 
     def retrieve(self, question: str, k: int, exclude: set[int] | frozenset[int] = frozenset(),
                  focus_article: int | None = None, mode: str = "hybrid", now: datetime | None = None) -> Retrieval:
         """Up to `k` candidates, best first, with the copies of each folded into it."""
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; expected one of {MODES}")
-        newest = self.store.newest_published()
-        intent = parse_query(question, self.known_sources(), self.corpus_now(now, newest))
+        newest = self.catalog.newest()
+        intent = parse_query(question, self.catalog.sources(), self.corpus_now(now, newest))
         text = intent.text or question
         query_vector = self.corpus.embed_query(text)
         pool = (FILTERED_POOL if intent.has_filters else POOL) + len(exclude)
@@ -102,9 +100,11 @@ class Retriever:
         ranked = sorted(fused.items(), key=lambda pair: -pair[1])
 
         wanted = max(3 * k, 30)
-        candidates = self._load(ranked, intent, wanted, dense, lexical)
+        candidates = self._select(ranked, intent, wanted, dense, lexical)
         self._rerank(candidates, intent, focus_article)
-        return Retrieval(intent, query_vector, self._fold_copies(candidates)[:k], newest)
+        shown = self._fold_copies(candidates)[:k]
+        self._read(shown)
+        return Retrieval(intent, query_vector, shown, newest)
 
     @staticmethod
     def corpus_now(now: datetime | None, newest: datetime | None) -> datetime:
@@ -118,51 +118,51 @@ class Retriever:
         about it even when the whole corpus has closer matches elsewhere."""
         return [p.id for p in self.store.article_passages(article_id)]
 
-    def _load(self, fused: list[tuple[int, float]], intent: QueryIntent, wanted: int, dense: dict[int, float],
-              lexical: dict[int, float]) -> list[Candidate]:
-        """Fetch passages in fused order, keeping those that fit the question's date and outlet."""
+    def _select(self, fused: list[tuple[int, float]], intent: QueryIntent, wanted: int, dense: dict[int, float],
+                lexical: dict[int, float]) -> list[Candidate]:
+        """The best `wanted` candidates in fused order that fit the question's date and outlet (in memory)."""
         candidates: list[Candidate] = []
-        batch = wanted if not intent.has_filters else 200
-        for offset in range(0, len(fused), batch):
-            part = fused[offset : offset + batch]
-            passages = self.store.passages_by_id(i for i, _ in part)
-            articles = self.store.articles_by_id(p.article_id for p in passages.values())
-            for passage_id, score in part:
-                passage = passages.get(passage_id)
-                if passage is None:
-                    continue
-                article = articles[passage.article_id]
-                if not intent.accepts(_aware(article.published), article.source):
-                    continue
-                candidates.append(Candidate(passage, article, score, dense.get(passage_id, 0.0),
-                                            lexical.get(passage_id, 0.0)))
+        for passage_id, score in fused:
+            article_id = self.catalog.article_of(passage_id)
+            facts = self.catalog.facts(article_id) if article_id is not None else None
+            if facts is None or not intent.accepts(facts.published, facts.source):
+                continue
+            candidates.append(Candidate(passage_id, article_id, facts.published, score, dense.get(passage_id, 0.0),
+                                        lexical.get(passage_id, 0.0)))
             if len(candidates) >= wanted:
                 break
-        return candidates[:wanted]
+        return candidates
+
+    def _read(self, shown: list[Candidate]) -> None:
+        """Read the shown passages and the articles of them and their copies: the only SQL of a question."""
+        passages = self.store.passages_by_id(c.passage_id for c in shown)
+        everyone = shown + [copy for c in shown for copy in c.copies]
+        articles = self.store.articles_by_id(c.article_id for c in everyone)
+        for candidate in everyone:
+            candidate.article = articles.get(candidate.article_id)
+        for candidate in shown:
+            candidate.passage = passages.get(candidate.passage_id)
+        shown[:] = [c for c in shown if c.passage is not None and c.article is not None]
 
     @staticmethod
     def _rerank(candidates: list[Candidate], intent: QueryIntent, focus_article: int | None) -> None:
-        dates = [_aware(c.article.published) for c in candidates]
+        dates = [c.published for c in candidates]
         known = [d.timestamp() for d in dates if d is not None]
         oldest, newest = (min(known), max(known)) if known else (0.0, 0.0)
         span = (newest - oldest) or 1.0
         for candidate, published in zip(candidates, dates):
             freshness = (published.timestamp() - oldest) / span if published is not None else 0.0
-            if focus_article is not None and candidate.article.id == focus_article:
+            if focus_article is not None and candidate.article_id == focus_article:
                 candidate.score += FOCUS_BONUS
             candidate.score += (RECENCY_BONUS if intent.prefer_recent else TIE_BONUS) * freshness
         candidates.sort(key=lambda c: -c.score)
 
-    @staticmethod
-    def _fold_copies(candidates: list[Candidate]) -> list[Candidate]:
+    def _fold_copies(self, candidates: list[Candidate]) -> list[Candidate]:
         """The same wire paragraph in several papers is shown once, "also carried by" the others."""
-        by_id = {c.passage.id: c for c in candidates}
-        vectors = {c.passage.id: np.frombuffer(c.passage.embedding, dtype=np.float32)
-                   for c in candidates if c.passage.embedding}
-        groups = collapse_copies(
-            [c.passage.id for c in candidates], vectors, {c.passage.id: c.passage.text for c in candidates},
-            {c.passage.id: c.article.id for c in candidates},
-        )
+        by_id = {c.passage_id: c for c in candidates}
+        ids = list(by_id)
+        vectors = dict(zip(ids, self.corpus.index.vectors(ids)))
+        groups = collapse_copies(ids, vectors, None, {c.passage_id: c.article_id for c in candidates})
         folded = []
         for kept, copies in groups:
             candidate = by_id[kept]

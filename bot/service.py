@@ -163,7 +163,7 @@ class BriefingService:
         if retrieval.newest is not None and any(y > retrieval.newest.year for y in years_named(retrieval.intent.text)):
             return False  # about a year after the newest article: nothing stored can report it
         threshold = self.settings.min_relevance
-        if focus_article is not None and retrieval.candidates[0].article.id == focus_article:
+        if focus_article is not None and retrieval.candidates[0].article_id == focus_article:
             threshold *= FOCUS_RELEVANCE_FACTOR
         return self.evidence(retrieval) >= threshold
 
@@ -182,7 +182,7 @@ class BriefingService:
         for rank, (candidate, span) in enumerate(zip(candidates, spans), start=1):
             result = self._result(rank, candidate.score, candidate.passage, candidate.article, span)
             result.also_carried_by = [_carrier(copy.article) for copy in candidate.copies]
-            result.copy_ids = [copy.passage.id for copy in candidate.copies]
+            result.copy_ids = [copy.passage_id for copy in candidate.copies]
             results.append(result)
         return results
 

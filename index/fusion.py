@@ -31,22 +31,23 @@ def text_key(text: str) -> str:
 
 
 def collapse_copies(
-    candidates: Sequence[int], vectors: dict[int, np.ndarray], texts: dict[int, str], articles: dict[int, int],
+    candidates: Sequence[int], vectors: dict[int, np.ndarray], texts: dict[int, str] | None, articles: dict[int, int],
     threshold: float = 0.95,
 ) -> list[tuple[int, list[int]]]:
-    """Keep the first of each group of near-identical passages from different articles.
+    """Keep the first of each group of near-identical passages from different articles (same text when
+    `texts` are given, or embeddings at least `threshold` alike).
 
     Returns (kept passage, [its copies]) in the candidates' order. Passages of the same article are never
     merged: an article that repeats itself is its own business.
     """
     kept: list[tuple[int, list[int]]] = []
     for candidate in candidates:
-        key = text_key(texts[candidate])
+        key = text_key(texts[candidate]) if texts else None
         vector = vectors.get(candidate)
         for passage, copies in kept:
             if articles[passage] == articles[candidate]:
                 continue
-            same_text = text_key(texts[passage]) == key
+            same_text = key is not None and text_key(texts[passage]) == key
             close = vector is not None and passage in vectors and float(vectors[passage] @ vector) >= threshold
             if same_text or close:
                 copies.append(candidate)
