@@ -324,6 +324,12 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     service = app.digests
     try:
         view = service.subscribe(args.chat_id, args.topics or ())
+        if args.clear_topics:
+            view = service.clear_topics(args.chat_id)
+        if args.remove_topics:
+            view, missing = service.remove_topics(args.chat_id, args.remove_topics)
+            if missing:
+                print(f"briefbot: not among the chat's topics: {', '.join(missing)}", file=sys.stderr)
         if args.time:
             view = service.set_time(args.chat_id, args.time)
         if args.timezone:
@@ -421,7 +427,19 @@ def cmd_eval_digest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ask_about(args: argparse.Namespace) -> int:
+    """A digest's "Ask about this": the story becomes the focus of `briefbot chat --chat-id ID`."""
+    app = _open(args)
+    reply = app.service.focus_on(f"cli:{args.chat_id}", args.article_id)
+    if args.json:
+        _print_json(reply.to_json())
+    else:
+        print(render_reply(reply, bold=sys.stdout.isatty()))
+    return EXIT_OK if reply.answer.results else EXIT_FAILED
+
+
 DIGEST_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "ask-about": cmd_ask_about,
     "digest": cmd_digest, "subscribe": cmd_subscribe, "unsubscribe": cmd_unsubscribe,
     "subscriptions": cmd_subscriptions, "bench-digest": cmd_bench_digest, "eval-digest": cmd_eval_digest,
 }
@@ -440,6 +458,13 @@ def _add_digest_parsers(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--topics", help='topics to add, comma-separated: "oil prices, iran"')
     p.add_argument("--time", help="HH:MM in the chat's time zone (default BRIEFBOT_DIGEST_TIME)")
     p.add_argument("--timezone", help="Area/City, e.g. Europe/Berlin (default BRIEFBOT_DIGEST_TIMEZONE)")
+    p.add_argument("--remove-topics", help='topics to stop following, by text or number: "coffee" or "2"')
+    p.add_argument("--clear-topics", action="store_true", help="follow everything")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("ask-about", parents=[common], help="a digest story's Ask about this, for `chat --chat-id`")
+    p.add_argument("--chat-id", default="terminal", help="the conversation (as in `briefbot chat --chat-id`)")
+    p.add_argument("article_id", type=int, help="the story's article_id (from `briefbot digest --json`)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("unsubscribe", parents=[common], help="stop a chat's daily digest")
