@@ -502,6 +502,94 @@ class Store:
             session.refresh(row)
             return row
 
+    # --- feeds (tables at the end of this module) ------------------------------------------------------------
+    def feed(self, feed_id: int) -> "Feed | None":
+        with self.session() as session:
+            return session.get(Feed, feed_id)
+
+    def feed_by_url(self, url: str) -> "Feed | None":
+        with self.session() as session:
+            return session.exec(select(Feed).where(Feed.url == url)).first()
+
+    def list_feeds(self) -> list["Feed"]:
+        with self.session() as session:
+            return list(session.exec(select(Feed).order_by(Feed.id)))
+
+    def add_feed(self, feed: "Feed") -> "Feed":
+        with self.session() as session:
+            session.add(feed)
+            session.commit()
+            session.refresh(feed)
+            return feed
+
+    def update_feed(self, feed_id: int, **changes) -> "Feed | None":
+        """Write only the named columns (a poll never puts back an interval changed meanwhile)."""
+        with self.session() as session:
+            row = session.get(Feed, feed_id)
+            if row is None:
+                return None
+            for name, value in changes.items():
+                setattr(row, name, _utc(value) if isinstance(value, datetime) else value)
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            return row
+
+    def delete_feed(self, feed_id: int) -> bool:
+        """Forget a feed and which of its entries were read; the articles stay in the corpus."""
+        with self.session() as session:
+            row = session.get(Feed, feed_id)
+            if row is None:
+                return False
+            session.exec(delete(FeedEntry).where(FeedEntry.feed_id == feed_id))
+            session.delete(row)
+            session.commit()
+            return True
+
+    def due_feeds(self, now: datetime, limit: int = 1000) -> list["Feed"]:
+        """Feeds whose next poll has come, the longest waiting first (down feeds too: they may come back)."""
+        with self.session() as session:
+            return list(session.exec(
+                select(Feed).where(Feed.next_poll_at <= _utc(now)).order_by(Feed.next_poll_at, Feed.id).limit(limit)
+            ))
+
+    def feed_entries(self, feed_id: int, keys: Iterable[str]) -> dict[str, "FeedEntry"]:
+        """The entries of a feed already seen, by entry key."""
+        keys = list(set(keys))
+        found: dict[str, FeedEntry] = {}
+        with self.session() as session:
+            for offset in range(0, len(keys), 500):
+                part = keys[offset : offset + 500]
+                for row in session.exec(select(FeedEntry).where(FeedEntry.feed_id == feed_id,
+                                                                FeedEntry.entry_key.in_(part))):
+                    found[row.entry_key] = row
+        return found
+
+    def record_feed_entries(self, entries: list["FeedEntry"]) -> None:
+        """Insert new entries and update seen ones (matched by feed and entry key), in one transaction."""
+        if not entries:
+            return
+        with self.session() as session:
+            for entry in entries:
+                row = session.exec(select(FeedEntry).where(FeedEntry.feed_id == entry.feed_id,
+                                                           FeedEntry.entry_key == entry.entry_key)).first()
+                if row is None:
+                    session.add(FeedEntry(**entry.model_dump(exclude={"id"})))
+                    continue
+                for name in ("url", "article_key", "full_text", "attempts", "last_attempt_at", "last_error"):
+                    setattr(row, name, getattr(entry, name))
+                session.add(row)
+            session.commit()
+
+    def feed_entry_counts(self) -> dict[int, tuple[int, int]]:
+        """Per feed: (entries stored as articles, of which with the page's full text)."""
+        with self.session() as session:
+            rows = session.exec(
+                select(FeedEntry.feed_id, func.count(), func.sum(FeedEntry.full_text))
+                .where(FeedEntry.article_key.is_not(None)).group_by(FeedEntry.feed_id)
+            ).all()
+        return {int(f): (int(n), int(full or 0)) for f, n, full in rows}
+
 
 # --- daily digests: subscribers, the digests composed for them, and one delivery record per local day ---------
 class Subscriber(SQLModel, table=True):
@@ -575,3 +663,50 @@ def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
+
+
+# --- feeds: what the bot polls, and which entries it has read -------------------------------------------------
+class Feed(SQLModel, table=True):
+    """An RSS or Atom feed the bot polls. Its schedule lives here, so a restart picks up where it was.
+
+    `next_poll_at` is the one indexed question "who is due"; after a failure it moves out exponentially
+    (see bot/feeds.py) and `failing_since` remembers when the failures began: `status` becomes "down" only
+    once they have lasted a day, and "ok" again on the first success.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    title: str | None = Field(default=None, sa_column=Column(Text))
+    interval_minutes: int = 30
+    etag: str | None = Field(default=None, sa_column=Column(Text))
+    last_modified: str | None = Field(default=None, max_length=128)
+    last_polled_at: datetime | None = None
+    last_success_at: datetime | None = None
+    next_poll_at: datetime = Field(default_factory=utcnow, index=True)
+    consecutive_failures: int = 0
+    failing_since: datetime | None = None
+    status: str = Field(default="ok", max_length=16)  # ok | down
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    notify_chat_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))  # told after 1st poll
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FeedEntry(SQLModel, table=True):
+    """One entry of a feed the bot has dealt with, so a changed feed costs only its new entries' pages.
+
+    `full_text` is False while only the feed's summary is stored (the page failed); such an entry's page is
+    tried again on later polls, a few times.
+    """
+
+    __table_args__ = (UniqueConstraint("feed_id", "entry_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    feed_id: int = Field(foreign_key="feed.id", index=True)
+    entry_key: str = Field(max_length=512)  # the entry's id (guid), or its normalised link
+    url: str | None = Field(default=None, sa_column=Column(Text))  # normalised link
+    article_key: str | None = Field(default=None, max_length=512)  # the stored article, None if nothing was
+    full_text: bool = False
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    first_seen_at: datetime = Field(default_factory=utcnow)
+    last_attempt_at: datetime | None = None
