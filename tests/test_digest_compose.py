@@ -149,6 +149,12 @@ def test_subscriptions_from_the_terminal_and_a_subscribers_preview(reuters_dir):
     data = json.loads(preview.stdout)
     assert data["timezone"] == "Europe/Berlin" and data["stories"]
     assert "since Sun 1 Mar, 01:00" in data["messages"][0]["html"], "times in the subscriber's zone"
+    topics = briefbot(["subscribe", "--chat-id", "5", "--topics", "coffee, oil", "--remove-topics", "1", "--json"],
+                      reuters_dir)
+    assert json.loads(topics.stdout)["topics"] == ["oil"]
+    story = data["stories"][0]
+    focus = briefbot(["ask-about", "--chat-id", "5", str(story["article_id"]), "--json"], reuters_dir)
+    assert focus.returncode == 0 and story["headline"] in json.loads(focus.stdout)["message"]
 
 
 def test_rouge_and_benchmark_commands_report_figures(seeded_dir, reuters_dir, tmp_path, shared_data):
