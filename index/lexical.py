@@ -20,6 +20,7 @@ import numpy as np
 import Stemmer
 
 log = logging.getLogger(__name__)
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
 # Numbers keep their inner separators ("5.93", "1,750", "1980-88"); words keep inner hyphens and dots
 # of abbreviations ("al-adl", "u.s") but lose possessives ("iran's" -> "iran").

@@ -1,0 +1,241 @@
+"""`briefbot bench`: speed and size, each figure beside a baseline measured in the same process.
+
+The corpus comes from ../shared/data/reuters-dev. Embedding 100k passages takes most of an hour on two
+cores, so the large corpora are built from a base of really embedded passages repeated with light
+perturbation (text: a marker word; vector: the base vector plus small noise, renormalised) and written
+straight to the database — retrieval cost depends on the counts and the vectors' spread, not on reading
+every story.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+from sqlalchemy import insert
+
+from bot.app import Briefbot
+from bot.settings import Settings
+from bot.storage import Article, Passage, utcnow, vector_to_bytes
+from index.chunker import chunk_article
+from index.parsers import parse_path
+
+log = logging.getLogger(__name__)
+
+QUESTIONS = [
+    "why did coffee prices fall?", "what did the fed chairman say about interest rates?",
+    "how much did the company earn in the first quarter?", "who is bidding for the oil company?",
+    "why are farmers worried about the wheat harvest?", "what happened to the dollar against the yen?",
+    "did opec agree to cut output?", "what did the bank of japan do?", "why did shares of the airline drop?",
+    "how many tonnes of sugar will china import?", "who said the merger would be blocked?",
+    "what is the outlook for copper?", "why did the union call a strike?", "what did reagan say about trade?",
+]
+
+
+@dataclass
+class Base:
+    """Really embedded passages the synthetic corpora are made from."""
+
+    articles: list[dict]
+    texts: list[str]
+    article_of: list[int]  # index into articles
+    vectors: np.ndarray
+
+
+def reuters_articles(shared: Path, limit: int) -> list:
+    path = shared / "reuters-dev" / "articles.jsonl"
+    found = []
+    for item in parse_path(path):
+        if hasattr(item, "text"):
+            found.append(item)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50_ms": round(pick(0.5) * 1000, 2), "p95_ms": round(pick(0.95) * 1000, 2),
+            "p99_ms": round(pick(0.99) * 1000, 2)}
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def measure_ingest(shared: Path, encoder, reference, articles: int) -> tuple[dict, Base]:
+    """End-to-end ingest (parse, split, speakers, embed, store, index) with the shipped encoder vs the bare
+    reference encoder (plain sentence-transformers fp32) on the same passages."""
+    parsed = reuters_articles(shared, articles)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "sample.jsonl"
+        with source.open("w", encoding="utf-8") as handle:
+            for article in parsed:
+                handle.write(json.dumps({"id": article.external_id, "title": article.title, "text": article.text,
+                                         "source": article.source, "published": article.published.isoformat()
+                                         if article.published else None}) + "\n")
+        app = Briefbot.open(Settings(BRIEFBOT_DATA_DIR=Path(tmp) / "data"), encoder=encoder)
+        start = time.perf_counter()
+        report = app.corpus.ingest_paths([source])
+        pipeline = time.perf_counter() - start
+        texts, article_of = [], []
+        for number, article in enumerate(parsed):
+            for chunk in chunk_article(article.text):
+                texts.append(chunk.text)
+                article_of.append(number)
+        start = time.perf_counter()
+        reference.encode(texts)
+        bare = time.perf_counter() - start
+        vectors = encoder.encode(texts)
+        app.corpus.store.engine.dispose()
+    result = {
+        "passages": report.passages, "pipeline_passages_per_s": round(report.passages / pipeline, 1),
+        "bare_reference_encoder_passages_per_s": round(len(texts) / bare, 1),
+        "ratio_to_bare_reference": round((report.passages / pipeline) / (len(texts) / bare), 2),
+    }
+    base_articles = [{"title": a.title, "source": a.source, "published": a.published} for a in parsed]
+    return result, Base(base_articles, texts, article_of, vectors)
+
+
+def build_corpus(data_dir: Path, base: Base, passages: int, encoder) -> Briefbot:
+    """A corpus of `passages` passages made from the base (copies perturbed), written with bulk inserts."""
+    settings = Settings(BRIEFBOT_DATA_DIR=data_dir)
+    app = Briefbot.open(settings, encoder=encoder, sync_index=False)
+    rng = np.random.default_rng(7)
+    copies = -(-passages // len(base.texts))
+    start_date = datetime(1987, 1, 1, tzinfo=timezone.utc)
+    article_rows, passage_rows = [], []
+    article_id = 0
+    for copy in range(copies):
+        ids_for_base: dict[int, int] = {}
+        for number, article in enumerate(base.articles):
+            article_id += 1
+            ids_for_base[number] = article_id
+            published = (article["published"] or start_date) + timedelta(days=copy)
+            article_rows.append({"id": article_id, "article_key": f"bench:{article_id}", "title": article["title"],
+                                 "source": article["source"], "published": published, "text": "",
+                                 "content_hash": str(article_id), "ingested_at": utcnow()})
+        noise = rng.normal(scale=0.015, size=base.vectors.shape).astype(np.float32) if copy else 0.0
+        vectors = base.vectors + noise
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        for number, (text, owner) in enumerate(zip(base.texts, base.article_of)):
+            if len(passage_rows) >= passages:
+                break
+            marked = text if copy == 0 else f"{text} [{copy}]"
+            passage_rows.append({"article_id": ids_for_base[owner], "position": number, "text": marked, "start": 0,
+                                 "end": len(marked), "speakers_json": "[]", "embedding": vector_to_bytes(vectors[number])})
+    with app.corpus.store.engine.begin() as connection:
+        connection.execute(insert(Article), article_rows)
+        for offset in range(0, len(passage_rows), 20_000):
+            connection.execute(insert(Passage), passage_rows[offset : offset + 20_000])
+    app.corpus.reindex()
+    app.corpus.catalog.invalidate()
+    return app
+
+
+def measure_answers(app: Briefbot, reference, rounds: int) -> dict:
+    """Service-level answer latency (question -> rendered Telegram HTML) vs encode + FAISS Flat search alone."""
+    from handlers.render import reply_messages
+    from bot.service import Reply
+
+    ids, vectors = app.corpus.index.all_vectors()
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    for question in QUESTIONS[:3]:  # warm caches (catalog, tokenizer) as a running bot has them
+        app.service.ask(question)
+    service_times, baseline_times = [], []
+    for round_ in range(rounds):
+        for question in QUESTIONS:
+            start = time.perf_counter()
+            answer = app.service.ask(question)
+            reply_messages(Reply("answer" if answer.answered else "declined", "", answer))
+            service_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            flat.search(reference.encode([question]), 10)
+            baseline_times.append(time.perf_counter() - start)
+    service, baseline = percentiles(service_times), percentiles(baseline_times)
+    index_path = app.corpus.index_path
+    return {
+        "passages": len(app.corpus.index), "index_kind": app.corpus.index.kind,
+        "service": service, "baseline_encode_plus_flat": baseline,
+        "p50_ratio_to_baseline": round(service["p50_ms"] / baseline["p50_ms"], 2) if baseline["p50_ms"] else None,
+        "index_bytes_per_passage": round(index_path.stat().st_size / max(1, len(app.corpus.index)), 1),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def measure_cold_start(data_dir: Path) -> dict:
+    """A fresh process answering one question, vs a fresh process that only loads the model and encodes."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "BRIEFBOT_DATA_DIR": str(data_dir)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bot.cli", "ask", "--json", QUESTIONS[0]], env=env, check=True,
+                   capture_output=True)
+    briefbot = time.perf_counter() - start
+    script = ("from index.embeddings import SentenceTransformerEncoder as E; E().encode(['why did coffee fall?'])")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
+    baseline = time.perf_counter() - start
+    return {"first_answer_s": round(briefbot, 2), "baseline_model_load_and_encode_s": round(baseline, 2),
+            "ratio": round(briefbot / baseline, 2)}
+
+
+def measure_digests(app: Briefbot, subscribers: int, topic_sets: int) -> dict:
+    from bot import digest_eval
+
+    now = digest_eval.default_now(app.corpus.store)
+    return digest_eval.benchmark(app.digests, subscribers, topic_sets, now, baseline_sample=20)
+
+
+def run(shared: Path, encoder, reference, sizes: list[int], ingest_articles: int, rounds: int, subscribers: int,
+        topic_sets: int) -> dict:
+    """Every measurement; `reference` is plain sentence-transformers fp32, the baseline of each."""
+    report: dict = {"encoder": encoder.name, "reference": reference.name}
+    report["ingest"], base = measure_ingest(shared, encoder, reference, ingest_articles)
+    report["answers"] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            data_dir = Path(tmp) / f"corpus-{size}"
+            app = build_corpus(data_dir, base, size, encoder)
+            report["answers"].append(measure_answers(app, reference, rounds))
+            if size == sizes[0]:
+                report["cold_start"] = measure_cold_start(data_dir)
+                report["digests"] = measure_digests(app, subscribers, topic_sets)
+            app.corpus.store.engine.dispose()
+    return report
+
+
+def render(report: dict) -> str:
+    lines = [f"encoder: {report['encoder']} (baseline: {report['reference']})"]
+    ingest = report["ingest"]
+    lines.append(f"ingest: {ingest['pipeline_passages_per_s']} passages/s end to end vs "
+                 f"{ingest['bare_reference_encoder_passages_per_s']} bare reference encoder "
+                 f"({ingest['ratio_to_bare_reference']}x), {ingest['passages']} passages")
+    for row in report["answers"]:
+        s, b = row["service"], row["baseline_encode_plus_flat"]
+        lines.append(f"answers @ {row['passages']:,} passages ({row['index_kind']}): p50/p95/p99 "
+                     f"{s['p50_ms']}/{s['p95_ms']}/{s['p99_ms']} ms vs encode+Flat {b['p50_ms']}/{b['p95_ms']}/"
+                     f"{b['p99_ms']} ms ({row['p50_ratio_to_baseline']}x at p50); index "
+                     f"{row['index_bytes_per_passage']} B/passage; peak RSS so far {row['peak_rss_mb']} MB")
+    cold = report.get("cold_start")
+    if cold:
+        lines.append(f"cold start to first answer: {cold['first_answer_s']} s vs model load + encode "
+                     f"{cold['baseline_model_load_and_encode_s']} s ({cold['ratio']}x)")
+    digests = report.get("digests")
+    if digests:
+        lines.append(f"digests: {digests['subscribers']:,} subscribers over {digests['topic_sets']} topic sets in "
+                     f"{digests['grouped_seconds']} s vs {digests['baseline_seconds_extrapolated']} s composing per "
+                     f"subscriber ({digests['speedup']}x)")
+    return "\n".join(lines)
