@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,9 @@ class Settings(BaseSettings):
     allow_model_download: bool = Field(default=False, validation_alias="BRIEFBOT_ALLOW_MODEL_DOWNLOAD")
     embedding_batch_size: int = Field(default=32, validation_alias="BRIEFBOT_EMBEDDING_BATCH_SIZE")
     torch_threads: int = Field(default=0, validation_alias="BRIEFBOT_TORCH_THREADS")
+    encoder: Literal["auto", "onnx-int8", "onnx-fp32", "torch"] = Field(default="auto", validation_alias="BRIEFBOT_ENCODER")
+    encoder_threads: int = Field(default=0, ge=0, validation_alias="BRIEFBOT_ENCODER_THREADS")
+    encoder_cache_dir: Path | None = Field(default=None, validation_alias="BRIEFBOT_MODELS_DIR")
 
     results_per_answer: int = Field(default=3, validation_alias="BRIEFBOT_RESULTS_PER_ANSWER")
     min_relevance: float = Field(default=0.66, validation_alias="BRIEFBOT_MIN_RELEVANCE")
@@ -86,3 +90,8 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        """Exported ONNX models (rebuilt from the packaged model when missing); several data dirs may share one."""
+        return self.encoder_cache_dir or self.data_dir / "models"

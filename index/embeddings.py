@@ -84,3 +84,76 @@ class SentenceTransformerEncoder:
                 show_progress_bar=False,
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+# --- choosing the encoder ------------------------------------------------------------------------------
+ENCODER_CHOICES = ("auto", "onnx-int8", "onnx-fp32", "torch")
+# What `auto` tries, fastest first: the ONNX variants that passed the quality bar (mean cosine >= 0.98 to
+# sentence-transformers fp32 and Recall@3 on dev-qa within 1 point of it) when measured with
+# `briefbot encoders`; see docs/encoders.md. sentence-transformers is the fallback after these.
+# int8 is faster but lost a dev-qa question to fp32 (Recall@3 -1.6 points), so it is not tried.
+AUTO_ORDER = ("onnx-fp32",)
+MIN_MEAN_COSINE = 0.98
+PACKAGED_SLUG = "minilm"
+
+
+def make_encoder(choice: str = "auto", *, model: str = "", allow_download: bool = False, batch_size: int = 32,
+                 threads: int = 0, torch_threads: int = 0, cache_dir: Path | None = None) -> Encoder:
+    """The encoder a setting asks for; `auto` takes the fastest ONNX variant that works here, else torch.
+
+    An explicit `onnx-*` choice that cannot be honoured is an error (the operator asked for it); `auto`
+    logs why each faster option was passed over. `threads` is ONNX Runtime's intra-op count (0: the cores
+    available), `torch_threads` torch's (0: torch decides).
+    """
+    if choice not in ENCODER_CHOICES:
+        raise ValueError(f"unknown encoder {choice!r} (expected one of {', '.join(ENCODER_CHOICES)})")
+
+    def reference() -> Encoder:
+        return SentenceTransformerEncoder(model, allow_download=allow_download, batch_size=batch_size,
+                                          threads=torch_threads)
+
+    if choice == "torch":
+        encoder = reference()
+        log.info("encoder: %s (BRIEFBOT_ENCODER=torch)", encoder.name)
+        return encoder
+    if choice != "auto":
+        encoder = _onnx_encoder(choice.removeprefix("onnx-"), model, cache_dir, batch_size, threads)
+        log.info("encoder: %s (BRIEFBOT_ENCODER=%s)", encoder.name, choice)
+        return encoder
+
+    reasons = []
+    try:
+        import onnxruntime  # noqa: F401  (only asking whether it is there)
+    except ImportError as exc:
+        reasons.append(f"onnxruntime is not importable ({exc})")
+    else:
+        for candidate in AUTO_ORDER:
+            try:
+                encoder = _onnx_encoder(candidate.removeprefix("onnx-"), model, cache_dir, batch_size, threads)
+            except Exception as exc:  # auto must never stop the bot: note why, try the next one
+                reasons.append(f"{candidate} unavailable ({exc})")
+                continue
+            check = getattr(encoder, "meta", {}).get("check_vs_torch", {})
+            if check.get("mean_cosine", 1.0) < MIN_MEAN_COSINE:
+                reasons.append(f"{candidate} failed its build-time check against torch ({check})")
+                continue
+            skipped = f"; passed over: {'; '.join(reasons)}" if reasons else ""
+            log.info("encoder: %s (auto: fastest variant that passed the quality bar, docs/encoders.md%s)",
+                     encoder.name, skipped)
+            return encoder
+    log.warning("encoder: sentence-transformers fallback (auto: %s)", "; ".join(reasons))
+    return reference()
+
+
+def _onnx_encoder(variant: str, model: str, cache_dir: Path | None, batch_size: int, threads: int) -> Encoder:
+    """An ONNX encoder for the packaged model or a local model folder (hub ids need torch)."""
+    from index.onnx_encoder import OnnxEncoder, OnnxUnavailable
+
+    if cache_dir is None:
+        raise OnnxUnavailable("no cache folder for the exported model")
+    if not model:
+        return OnnxEncoder(packaged_model_path(), cache_dir, variant, batch_size=batch_size, threads=threads,
+                           slug=PACKAGED_SLUG)
+    if not Path(model).is_dir():
+        raise OnnxUnavailable(f"{model!r} is not a local model folder (the ONNX export needs one)")
+    return OnnxEncoder(model, cache_dir, variant, batch_size=batch_size, threads=threads)
