@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -12,6 +13,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEED = SHARED_DATA / "seed"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_models_dir(tmp_path_factory) -> Iterator[Path]:
+    """One ONNX export (~20 s) for every data directory of the run, CLI child processes included."""
+    path = tmp_path_factory.mktemp("onnx-models")
+    previous = os.environ.get("BRIEFBOT_MODELS_DIR")
+    os.environ["BRIEFBOT_MODELS_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("BRIEFBOT_MODELS_DIR", None)
+    else:
+        os.environ["BRIEFBOT_MODELS_DIR"] = previous
 
 
 @pytest.fixture(scope="session")
