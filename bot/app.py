@@ -14,6 +14,7 @@ from bot.settings import Settings
 from index.embeddings import Encoder
 
 if TYPE_CHECKING:
+    from bot.feeds import FeedService
     from bot.subscriptions import DigestService
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -40,6 +41,13 @@ class Briefbot:
         from bot.subscriptions import DigestService
 
         return DigestService(self.corpus, self.settings)
+
+    @cached_property
+    def feeds(self) -> "FeedService":
+        """RSS/Atom feeds and web pages: following, polling and reading them safely, into the same corpus."""
+        from bot.feeds import FeedService
+
+        return FeedService(self.corpus, self.settings)
 
 
 def configure_logging(level: str) -> None:
