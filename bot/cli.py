@@ -55,19 +55,25 @@ def _print_json(data: dict) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from bot.corpus import IngestReport
     from index.parsers import iter_inputs
 
-    paths = [Path(p) for p in args.paths]
+    urls = [p for p in args.paths if _is_web_address(p)]
+    paths = [Path(p) for p in args.paths if not _is_web_address(p)]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         print(f"briefbot: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    if not any(True for _ in iter_inputs(paths)):
+    if paths and not urls and not any(True for _ in iter_inputs(paths)):
         print("briefbot: nothing to ingest: no files found in " + ", ".join(map(str, paths)), file=sys.stderr)
         return EXIT_FAILED
     app = _open(args)
-    with tqdm(desc="ingesting", unit=" articles", disable=args.quiet or None, file=sys.stderr) as bar:
-        report = app.corpus.ingest_paths(paths, progress=bar.update)
+    report = IngestReport()
+    if paths:
+        with tqdm(desc="ingesting", unit=" articles", disable=args.quiet or None, file=sys.stderr) as bar:
+            report = app.corpus.ingest_paths(paths, progress=bar.update)
+    if urls:
+        report.merge(_ingest_urls(app, urls))
     for failure in report.failures:
         print(f"skipped {failure.origin}: {failure.reason}", file=sys.stderr)
     print(report.summary())
@@ -487,6 +493,114 @@ def _add_digest_parsers(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
+# --- feeds and web pages -----------------------------------------------------------------------------------------
+def _is_web_address(value: str) -> bool:
+    return value.lower().startswith(("http://", "https://"))
+
+
+def _ingest_urls(app: Briefbot, urls: list[str]):
+    """Fetch each page safely (BRIEFBOT_FETCH_* limits, public addresses only) and ingest its story."""
+    from bot.feeds import read_page
+    from bot.fetch import Fetcher
+
+    fetcher = Fetcher.from_settings(app.settings)
+    return app.corpus.ingest_articles(read_page(fetcher, url) for url in urls)
+
+
+def _feed_json(feed, articles: int) -> dict:
+    def when(value):
+        return value.isoformat() if value else None
+
+    return {"id": feed.id, "url": feed.url, "title": feed.title, "every_minutes": feed.interval_minutes,
+            "status": feed.status, "articles": articles, "last_polled_at": when(feed.last_polled_at),
+            "next_poll_at": when(feed.next_poll_at), "failures": feed.consecutive_failures,
+            "failing_since": when(feed.failing_since), "last_error": feed.last_error}
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    """feeds add / list / remove / import / export / poll: the feeds the bot follows."""
+    from bot.feeds import BadFeed, FeedExists
+
+    action = args.feeds_command
+    app = Briefbot.open(_settings(args), sync_index=action == "poll")
+    service = app.feeds
+    try:
+        if action == "add":
+            try:
+                feed = service.add(args.url, args.every)
+            except FeedExists as exc:
+                print(f"already following feed #{exc.feed.id}: {exc.feed.url}")
+                return EXIT_OK
+            print(f"feed #{feed.id} added: {feed.url} (every {feed.interval_minutes} min; "
+                  "the running bot reads it within a minute, or run `briefbot feeds poll`)")
+        elif action == "list":
+            rows = service.feeds()
+            for feed, articles in rows:
+                if args.json:
+                    _print_json(_feed_json(feed, articles))
+                    continue
+                when = f"{feed.last_polled_at:%Y-%m-%d %H:%M}" if feed.last_polled_at else "never"
+                error = f"\n      last error: {feed.last_error}" if feed.last_error else ""
+                print(f"#{feed.id:<3} {feed.status:<4} every {feed.interval_minutes} min, {articles} article(s), "
+                      f"last polled {when}  {feed.url}" + (f"  ({feed.title})" if feed.title else "") + error)
+            if not rows and not args.json:
+                print("no feeds yet: briefbot feeds add URL")
+        elif action == "remove":
+            feed = service.remove(args.feed)
+            if feed is None:
+                print(f"briefbot: no feed {args.feed!r} (see `briefbot feeds list`)", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"feed #{feed.id} removed: {feed.url} (its articles stay)")
+        elif action == "import":
+            try:
+                data = Path(args.file).read_bytes()
+            except OSError as exc:
+                print(f"briefbot: can't read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+                return EXIT_USAGE
+            result = service.import_opml(data)
+            print(f"{len(result.added)} feed(s) added, {len(result.existing)} already followed, "
+                  f"{len(result.invalid)} skipped")
+            for url, reason in result.invalid:
+                print(f"skipped {url}: {reason}", file=sys.stderr)
+        elif action == "export":
+            sys.stdout.write(service.export_opml())
+        elif action == "poll":
+            run = service.poll_due(force=args.all)
+            if run is None:  # pragma: no cover - only one poll runs per process
+                print("briefbot: a poll is already running", file=sys.stderr)
+                return EXIT_FAILED
+            for outcome in run.outcomes:
+                print(outcome.line())
+                for note in outcome.notes:
+                    print(f"    {note}")
+            if not run.outcomes:
+                print("no feed is due (use --all to poll every feed now)")
+            if run.outcomes and all(o.state == "failed" for o in run.outcomes):
+                return EXIT_FAILED
+    except BadFeed as exc:
+        print(f"briefbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _add_feed_parsers(sub, common: argparse.ArgumentParser) -> None:
+    # the options go on each action's parser only: argparse lets a nested parser's defaults undo the outer ones
+    p = sub.add_parser("feeds", help="RSS/Atom feeds the bot follows (add, list, remove, poll...)")
+    feeds = p.add_subparsers(dest="feeds_command", required=True)
+    q = feeds.add_parser("add", parents=[common], help="follow a feed")
+    q.add_argument("url")
+    q.add_argument("--every", type=int, metavar="MINUTES", help="poll interval (default BRIEFBOT_FEED_INTERVAL_MINUTES)")
+    q = feeds.add_parser("list", parents=[common], help="feeds with their state and last error")
+    q.add_argument("--json", action="store_true")
+    q = feeds.add_parser("remove", parents=[common], help="stop following a feed (its articles stay)")
+    q.add_argument("feed", metavar="URL|ID")
+    q = feeds.add_parser("import", parents=[common], help="follow every feed of an OPML file")
+    q.add_argument("file", metavar="FILE.opml")
+    feeds.add_parser("export", parents=[common], help="every feed as OPML, to stdout")
+    q = feeds.add_parser("poll", parents=[common], help="poll the feeds that are due, once, now (for cron)")
+    q.add_argument("--all", action="store_true", help="every feed, due or not")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": cmd_ingest, "reindex": cmd_reindex, "status": cmd_status, "ask": cmd_ask, "chat": cmd_chat,
     "attribute": cmd_attribute, "start": cmd_start, "run": cmd_run,
@@ -495,6 +609,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 COMMANDS.update(DIGEST_COMMANDS)
+COMMANDS["feeds"] = cmd_feeds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -505,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="briefbot", description="News briefings with their sources.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("ingest", parents=[common], help="ingest article files or folders (.txt, .jsonl)")
+    p = sub.add_parser("ingest", parents=[common],
+                       help="ingest article files or folders (.txt, .jsonl) and web pages (http(s) URLs)")
     p.add_argument("paths", nargs="+")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -537,6 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", parents=[common], help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
     sub.add_parser("start", parents=[common], help="the demo: sample articles, then Telegram or the terminal chat")
     _add_digest_parsers(sub, common)
+    _add_feed_parsers(sub, common)
     return parser
 
 
