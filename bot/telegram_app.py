@@ -17,7 +17,7 @@ from telegram.ext import (
 )
 
 from bot.app import Briefbot
-from handlers import callbacks, commands, digests, errors, other, questions
+from handlers import callbacks, commands, digests, errors, feeds, other, questions
 from handlers.common import BRIEFBOT
 from handlers.delivery import DeliveryRateLimiter
 
@@ -69,6 +69,7 @@ def build_application(briefbot: Briefbot, builder: ApplicationBuilder) -> Applic
     application.add_handler(CommandHandler("latest", commands.latest, filters=fresh))
     application.add_handler(CommandHandler("sources", commands.sources, filters=fresh))
     _add_digest_handlers(application, fresh)
+    _add_feed_handlers(application, fresh)
     application.add_handler(CallbackQueryHandler(callbacks.button))
     application.add_handler(MessageHandler(fresh & private & filters.COMMAND, other.unknown_command))
     application.add_handler(MessageHandler(fresh & private & filters.TEXT, questions.private_message))
@@ -94,6 +95,18 @@ def _add_digest_handlers(application: Application, fresh: filters.BaseFilter) ->
     briefbot: Briefbot = application.bot_data[BRIEFBOT]
     application.job_queue.run_repeating(
         digests.digest_job, interval=briefbot.settings.digest_poll_seconds, first=1.0, name="digests",
+        job_kwargs={"max_instances": 2, "coalesce": True, "misfire_grace_time": None},
+    )
+
+
+def _add_feed_handlers(application: Application, fresh: filters.BaseFilter) -> None:
+    """Feeds: the admins' commands, and the job that polls whatever the database says is due."""
+    application.add_handler(CommandHandler("addfeed", feeds.add_feed, filters=fresh))
+    application.add_handler(CommandHandler("feeds", feeds.list_feeds, filters=fresh))
+    application.add_handler(CommandHandler("removefeed", feeds.remove_feed, filters=fresh))
+    briefbot: Briefbot = application.bot_data[BRIEFBOT]
+    application.job_queue.run_repeating(
+        feeds.feed_job, interval=briefbot.settings.feed_poll_seconds, first=2.0, name="feeds",
         job_kwargs={"max_instances": 2, "coalesce": True, "misfire_grace_time": None},
     )
 
