@@ -250,6 +250,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Speed and size, each beside a baseline run in the same process (see bot/bench.py)."""
+    from bot import bench
+    from bot.corpus import Corpus
+    from index.embeddings import SentenceTransformerEncoder
+
+    shared = Path(args.shared)
+    if not (shared / "reuters-dev" / "articles.jsonl").exists():
+        print(f"briefbot: no reuters-dev corpus under {shared} (give --shared)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        print("briefbot: --sizes takes numbers like 10000,100000", file=sys.stderr)
+        return EXIT_USAGE
+    encoder = Corpus(_settings(args)).encoder
+    reference = encoder if isinstance(encoder, SentenceTransformerEncoder) else SentenceTransformerEncoder()
+    report = bench.run(shared, encoder, reference, sizes, args.ingest_articles, args.rounds, args.subscribers,
+                       args.topic_sets)
+    if args.json:
+        _print_json(report)
+    else:
+        print(bench.render(report))
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The Telegram bot (long polling, or a webhook server when WEBHOOK_URL is set)."""
     from bot.telegram_app import NO_TOKEN, run
@@ -604,7 +630,7 @@ def _add_feed_parsers(sub, common: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": cmd_ingest, "reindex": cmd_reindex, "status": cmd_status, "ask": cmd_ask, "chat": cmd_chat,
     "attribute": cmd_attribute, "start": cmd_start, "run": cmd_run,
-    "eval": cmd_eval,
+    "eval": cmd_eval, "bench": cmd_bench,
 }
 
 
@@ -648,6 +674,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attribution", metavar="FILE", help='{"id","text","speakers":[...]} lines')
     p.add_argument("--baseline", action="append", choices=["bm25", "dense"],
                    help="also run with only this retriever (repeatable; default: both)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench", parents=[common], help="speed and size, each beside a baseline in the same run")
+    p.add_argument("--shared", default="../shared/data", help="the shared data folder (reuters-dev)")
+    p.add_argument("--sizes", default="10000,100000", help="corpus sizes in passages (default 10000,100000)")
+    p.add_argument("--ingest-articles", type=int, default=300, help="articles for the ingest measurement")
+    p.add_argument("--rounds", type=int, default=5, help="times each benchmark question is asked")
+    p.add_argument("--subscribers", type=int, default=10_000)
+    p.add_argument("--topic-sets", type=int, default=50)
     p.add_argument("--json", action="store_true")
 
     sub.add_parser("run", parents=[common], help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
