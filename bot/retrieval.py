@@ -78,8 +78,9 @@ class Retriever:
         if mode in ("hybrid", "dense"):
             dense = dict(self.corpus.dense_search(query_vector, pool))
         if mode in ("hybrid", "bm25"):
-            lexical_scores = self.corpus.lexical.scores(text)
-            lexical = dict(top_k(self.corpus.lexical.passage_ids, lexical_scores, pool))
+            bm25 = self.corpus.lexical  # once: a feed ingest may swap in a rebuilt index meanwhile
+            lexical_scores = bm25.scores(text)
+            lexical = dict(top_k(bm25.passage_ids, lexical_scores, pool))
         focus_ids = self._focus_passages(focus_article) if focus_article is not None else []
         ids = (set(dense) | set(lexical) | set(focus_ids)) - set(exclude)
         missing = [i for i in ids if i not in dense]
@@ -87,7 +88,7 @@ class Retriever:
             dense.update(zip(missing, (self.corpus.index.vectors(missing) @ query_vector).tolist()))
         if lexical_scores is not None and len(lexical_scores):
             for passage_id in focus_ids:
-                position = self.corpus.lexical.position_of(passage_id)
+                position = bm25.position_of(passage_id)
                 if position is not None:
                     lexical.setdefault(passage_id, float(lexical_scores[position]))
         best_lexical = max(lexical.values(), default=0.0) or 1.0

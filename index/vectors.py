@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import faiss
@@ -97,6 +98,9 @@ class VectorIndex:
         self.kind = kind
         self._index = index if index is not None else _new_faiss(kind, dim)
         self._deleted: set[int] = set(deleted or ())
+        # The bot ingests feeds in a worker thread while questions search in others; FAISS releases the
+        # GIL, so an add that reallocates must never run beside a search.
+        self._lock = threading.RLock()
 
     @classmethod
     def build(cls, dim: int, ids: list[int], vectors: np.ndarray, kind: str | None = None) -> "VectorIndex":
@@ -112,7 +116,8 @@ class VectorIndex:
 
     def ids(self) -> set[int]:
         """The passage ids the index holds (what start-up compares with the database)."""
-        return _stored_ids(self._index) - self._deleted
+        with self._lock:
+            return _stored_ids(self._index) - self._deleted
 
     def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
         ids_array = np.asarray(ids, dtype=np.int64)
@@ -121,27 +126,38 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(ids_array), self.dim):
             raise ValueError(f"expected {len(ids_array)} vectors of dimension {self.dim}, got {vectors.shape}")
-        revived = self._deleted.intersection(ids_array.tolist())
-        if revived:  # an id coming back after deletion (HNSW): physically drop the stale copy first
-            self._rebuild_without(revived)
-        self._index.add_with_ids(vectors, ids_array)
+        with self._lock:
+            revived = self._deleted.intersection(ids_array.tolist())
+            if revived:  # an id coming back after deletion (HNSW): physically drop the stale copy first
+                self._rebuild_without(revived)
+            self._index.add_with_ids(vectors, ids_array)
 
     def remove(self, ids: list[int] | set[int]) -> int:
-        present = set(ids) & self.ids()
-        if not present:
-            return 0
-        if self.kind == "hnsw":
-            self._deleted |= present
-            return len(present)
-        return int(self._index.remove_ids(np.asarray(sorted(present), dtype=np.int64)))
+        with self._lock:
+            present = set(ids) & self.ids()
+            if not present:
+                return 0
+            if self.kind == "hnsw":
+                self._deleted |= present
+                return len(present)
+            return int(self._index.remove_ids(np.asarray(sorted(present), dtype=np.int64)))
 
     def vectors(self, ids: list[int]) -> np.ndarray:
-        """The stored vectors of these passage ids (all must be in the index), from memory.
+        """The stored vectors of these passage ids, from memory.
 
-        Exact for Flat and HNSW; IVF-SQ8 gives them back 8-bit quantised (cosine error ~1e-3)."""
+        Exact for Flat and HNSW; IVF-SQ8 gives them back 8-bit quantised (cosine error ~1e-3). An id the
+        index no longer holds (an article replaced by an ingest running meanwhile, while BM25 still knows
+        its old passages) gives a zero vector, so the stale candidate ranks last instead of failing."""
         if not ids:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.vstack([self._index.reconstruct(int(i)) for i in ids]).astype(np.float32, copy=False)
+        with self._lock:
+            return np.vstack([self._reconstruct(int(i)) for i in ids]).astype(np.float32, copy=False)
+
+    def _reconstruct(self, passage_id: int) -> np.ndarray:
+        try:
+            return self._index.reconstruct(passage_id)
+        except RuntimeError:  # faiss: "key ... not found"
+            return np.zeros(self.dim, dtype=np.float32)
 
     def all_vectors(self) -> tuple[list[int], np.ndarray]:
         ids = sorted(self.ids())
@@ -152,9 +168,11 @@ class VectorIndex:
         if len(self) == 0 or k <= 0:
             return []
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        want = min(k + len(self._deleted), int(self._index.ntotal))
-        scores, ids = self._index.search(query, want)
-        hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in self._deleted]
+        with self._lock:
+            want = min(k + len(self._deleted), int(self._index.ntotal))
+            scores, ids = self._index.search(query, want)
+            hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0])
+                    if i >= 0 and int(i) not in self._deleted]
         return hits[:k]
 
     def _rebuild_without(self, drop: set[int]) -> None:
@@ -168,8 +186,9 @@ class VectorIndex:
         """Write to a temporary file in the same folder, fsync, then rename over the old one."""
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        np.savez(buffer, faiss=faiss.serialize_index(self._index), kind=np.array(self.kind),
-                 deleted=np.asarray(sorted(self._deleted), dtype=np.int64))
+        with self._lock:
+            np.savez(buffer, faiss=faiss.serialize_index(self._index), kind=np.array(self.kind),
+                     deleted=np.asarray(sorted(self._deleted), dtype=np.int64))
         fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:

@@ -297,3 +297,50 @@ def test_opml_import_and_export(make_app, encoder, tmp_path):
     assert sorted(f.url for f in again.added) == ["https://one.example/rss", "https://two.example/feed"]
     with pytest.raises(BadFeed, match="not an OPML file"):
         feeds.import_opml("<html><body>hi</body></html>")
+
+
+# --- ingesting beside questions ----------------------------------------------------------------------------------------
+def test_questions_are_answered_while_feed_articles_are_ingested_and_replaced(make_app, articles):
+    """The bot ingests feeds in a worker thread while other threads answer questions: replacing an article (FAISS
+    drops its passages before BM25 is rebuilt) and adding to the index must never fail a question."""
+    import threading
+
+    from index.types import ParsedArticle
+
+    app = make_app()
+    chosen = [articles[i] for i in SMALL[:3]]
+
+    def version(n: int) -> list[ParsedArticle]:
+        return [ParsedArticle(title=a["title"], text=a["text"][: 300 + (n * 53 + i * 17) % 500], source="Wikinews",
+                              url=f"https://news.example/{i}") for i, a in enumerate(chosen)]
+
+    app.corpus.ingest_articles(version(0))
+    stop = time.monotonic() + 4
+    errors: list[BaseException] = []
+    answered = [0]
+
+    def ingest() -> None:
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            try:
+                app.corpus.ingest_articles(version(n), batch_passages=4)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+    def ask() -> None:
+        while time.monotonic() < stop:
+            try:
+                app.service.ask("why did the crane collapse in Mecca?")
+                answered[0] += 1
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+    threads = [threading.Thread(target=ingest)] + [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors[:3]
+    assert answered[0] > 5
+    assert app.corpus.store.counts()[0] == 3
