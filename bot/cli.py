@@ -634,6 +634,52 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def cmd_encoders(args: argparse.Namespace) -> int:
+    """sentence-transformers fp32 vs ONNX fp32 and int8 in one process: speed, cosine, Recall@3 (docs/encoders.md)."""
+    from bot import encoder_bench
+    from index.embeddings import SentenceTransformerEncoder
+    from index.onnx_encoder import OnnxEncoder
+
+    settings = _settings(args)
+    shared = Path(args.shared_data) if args.shared_data else Path(__file__).resolve().parents[2] / "shared" / "data"
+    qa = Path(args.qa) if args.qa else shared / "dev-qa.jsonl"
+    if not args.build and (not shared.is_dir() or not qa.is_file()):
+        print(f"briefbot: need the shared data folder and dev-qa.jsonl (looked in {shared}); see --shared-data",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.passages < 100 or min(args.rounds, args.chunk, args.trials) < 1 or args.distractors < 0:
+        print("briefbot: --passages must be >= 100; --rounds, --chunk, --trials >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    cache = Path(args.cache_dir) if args.cache_dir else settings.models_dir
+    if args.build:
+        for variant in ("fp32", "int8"):
+            OnnxEncoder(_packaged_model(), cache, variant, slug="minilm")
+        print(f"ONNX models ready in {cache}")
+        return EXIT_OK
+    corpus = encoder_bench.load_corpus(shared, qa, args.passages, settings.passage_max_words)
+    batch, threads = settings.embedding_batch_size, settings.encoder_threads
+    packaged = {"model_dir": _packaged_model(), "cache_dir": cache, "batch_size": batch, "threads": threads,
+                "slug": "minilm"}
+    report = encoder_bench.measure({
+        "torch": lambda: SentenceTransformerEncoder(batch_size=batch, threads=settings.torch_threads),
+        "onnx-fp32": lambda: OnnxEncoder(variant="fp32", **packaged),
+        "onnx-int8": lambda: OnnxEncoder(variant="int8", **packaged),
+    }, corpus, chunk=args.chunk, rounds=args.rounds, trials=args.trials, distractors=args.distractors)
+    if args.json:
+        _print_json(report)
+    else:
+        print(encoder_bench.format_table(report))
+    return EXIT_OK
+
+
+def _packaged_model() -> Path:
+    from index.embeddings import packaged_model_path
+
+    return packaged_model_path()
+
+
+COMMANDS["encoders"] = cmd_encoders
+
 COMMANDS.update(DIGEST_COMMANDS)
 COMMANDS["feeds"] = cmd_feeds
 
@@ -687,6 +733,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", parents=[common], help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
     sub.add_parser("start", parents=[common], help="the demo: sample articles, then Telegram or the terminal chat")
+    p = sub.add_parser("encoders", parents=[common], help="ONNX fp32/int8 vs sentence-transformers: speed and quality")
+    p.add_argument("--passages", type=int, default=6000, help="passages embedded (the questions' articles + distractors)")
+    p.add_argument("--distractors", type=int, default=3000, help="distractor passages in each retrieval index")
+    p.add_argument("--trials", type=int, default=5, help="retrieval indexes, each with its own draw of distractors")
+    p.add_argument("--rounds", type=int, default=5, help="times each dev-qa question is encoded for the latency")
+    p.add_argument("--chunk", type=int, default=256, help="passages per encode call (each call sorts and batches by 32)")
+    p.add_argument("--shared-data", help="folder with seed/, gum-news/, reuters-dev/ (default ../shared/data)")
+    p.add_argument("--qa", help="questions file (default <shared-data>/dev-qa.jsonl)")
+    p.add_argument("--cache-dir", help="where the ONNX exports live (default BRIEFBOT_MODELS_DIR or <data-dir>/models)")
+    p.add_argument("--build", action="store_true", help="only export the ONNX models (if missing or damaged) and exit")
+    p.add_argument("--json", action="store_true")
     _add_digest_parsers(sub, common)
     _add_feed_parsers(sub, common)
     return parser

@@ -91,8 +91,7 @@ ENCODER_CHOICES = ("auto", "onnx-int8", "onnx-fp32", "torch")
 # What `auto` tries, fastest first: the ONNX variants that passed the quality bar (mean cosine >= 0.98 to
 # sentence-transformers fp32 and Recall@3 on dev-qa within 1 point of it) when measured with
 # `briefbot encoders`; see docs/encoders.md. sentence-transformers is the fallback after these.
-# int8 is faster but lost a dev-qa question to fp32 (Recall@3 -1.6 points), so it is not tried.
-AUTO_ORDER = ("onnx-fp32",)
+AUTO_ORDER = ("onnx-int8", "onnx-fp32")
 MIN_MEAN_COSINE = 0.98
 PACKAGED_SLUG = "minilm"
 
