@@ -174,11 +174,10 @@ class Fetcher:
                 target, host_header, sni = self._checked_target(current, url, hops=len(seen) - 1)
                 headers = {"Host": host_header, "User-Agent": policy.user_agent, "Accept": _accept(kind),
                            "Accept-Encoding": "gzip, deflate"}
-                if len(seen) == 1:
-                    if etag:
-                        headers["If-None-Match"] = etag
-                    if last_modified:
-                        headers["If-Modified-Since"] = last_modified
+                if etag:  # on every hop: the validators belong to wherever the feed now lives
+                    headers["If-None-Match"] = etag
+                if last_modified:
+                    headers["If-Modified-Since"] = last_modified
                 request = client.build_request("GET", target, headers=headers,
                                                extensions={"sni_hostname": sni} if sni else {})
                 response = self._send(client, request, url, current, deadline)

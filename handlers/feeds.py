@@ -14,14 +14,15 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot.feeds import BadFeed, FeedExists, PollOutcome
+from bot.storage import Feed
 from handlers.common import briefbot, in_worker
 from handlers.delivery import send_html
 from handlers.render import MESSAGE_LIMIT, esc, visible_length
 
 log = logging.getLogger(__name__)
 
-NOT_ALLOWED = "Sorry, only the bot's admins can manage its feeds. Ask me about the news instead!"
-NO_ADMINS = ("Sorry, feeds can't be managed here: no admins are configured (ADMIN_IDS). "
+NOT_ALLOWED = "Sorry, you're not allowed to manage feeds: only the bot's admins are. Ask me about the news instead!"
+NO_ADMINS = ("Sorry, nobody is allowed to manage feeds here: no admins are configured (ADMIN_IDS). "
              "The operator can use <code>briefbot feeds</code> on the server.")
 ADD_USAGE = "Send it like this: <code>/addfeed https://example.com/feed.xml</code> (optionally minutes: <code>30</code>)"
 REMOVE_USAGE = "Which one? <code>/removefeed 3</code> or <code>/removefeed https://example.com/feed.xml</code> (see /feeds)"
@@ -87,7 +88,7 @@ async def list_feeds(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     await send_html(context.bot, update.effective_chat.id, text)
 
 
-def feed_line(feed, articles: int) -> str:
+def feed_line(feed: Feed, articles: int) -> str:
     name = esc(feed.title or feed.url)
     state = "🔴 down" if feed.status == "down" else ("🟠 failing" if feed.consecutive_failures else "🟢")
     polled = f"read {_ago(feed.last_polled_at)}" if feed.last_polled_at else "not read yet"

@@ -108,7 +108,7 @@ class Hit:
     path: str
     headers: dict[str, str]
     status: int
-    sent: int  # body bytes written
+    sent: int  # body bytes written (so far)
 
 
 class FeedSite:
@@ -194,7 +194,7 @@ class FeedSite:
             route = Route(status=404, body=b"<html><body>Not found</body></html>")
         if route.delay:
             self._stop.wait(route.delay)
-        status, sent = route.status, 0
+        status = route.status
         body = route.body
         extra = dict(route.headers)
         if route.conditional and isinstance(body, bytes):
@@ -204,6 +204,9 @@ class FeedSite:
             extra["Last-Modified"] = format_datetime(LAST_MODIFIED, usegmt=True)
             if _not_modified(headers, etag if route.etag else None):
                 status, body = 304, b""
+        hit = Hit(handler.path, headers, status, 0)
+        with self._lock:  # recorded before answering, so a client that has its answer sees the hit
+            self.hits.append(hit)
         try:
             handler.send_response(status)
             if status != 304:
@@ -220,13 +223,10 @@ class FeedSite:
                 if self._stop.is_set():
                     break
                 handler.wfile.write(chunk)
-                sent += len(chunk)
+                hit.sent += len(chunk)
             handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
             pass  # the client stopped reading: that is the point of some tests
-        finally:
-            with self._lock:
-                self.hits.append(Hit(handler.path, headers, status, sent))
 
 
 def _not_modified(headers: dict[str, str], etag: str | None) -> bool:

@@ -16,8 +16,11 @@ from tests.feedsite import FeedSite, load_articles, rss
 def run(settings, encoder, monkeypatch, capsys, tmp_path):
     """`briefbot ARGS --data-dir ...` in this process: (exit code, stdout, stderr)."""
     original = Briefbot.open.__func__
-    monkeypatch.setattr(Briefbot, "open", classmethod(
-        lambda cls, s, encoder_=None, sync_index=True: original(cls, s, encoder, sync_index)))
+
+    def open_with_encoder(cls, settings_, _encoder=None, *args, **kwargs):
+        return original(cls, settings_, encoder, *args, **kwargs)
+
+    monkeypatch.setattr(Briefbot, "open", classmethod(open_with_encoder))
     monkeypatch.setenv("BRIEFBOT_ALLOW_PRIVATE_ADDRESSES", "true")
     data_dir = str(tmp_path / "data")
 

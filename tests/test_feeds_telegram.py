@@ -49,7 +49,7 @@ async def test_an_admin_adds_a_feed_and_its_article_is_answered_soon_after(make_
         async with feed_bot(app) as server:
             for command in ("/addfeed http://127.0.0.1/feed.xml", "/feeds", "/removefeed 1"):
                 (refused,) = await say(server, STRANGER, command)
-                assert "only the bot's admins" in refused, refused
+                assert "not allowed" in refused and "admins" in refused, refused
             assert app.feeds.feeds() == []
 
             (usage,) = await say(server, ADMIN, "/addfeed")
@@ -80,3 +80,7 @@ async def test_an_admin_adds_a_feed_and_its_article_is_answered_soon_after(make_
             assert "don't follow" in missing
             await asyncio.sleep(0.5)
             assert len(site.hits_for("/articles/stampede.html")) == 1, "each page is read once"
+
+            app.settings.admin_ids = ""
+            (nobody,) = await say(server, ADMIN, "/feeds")
+            assert "no admins are configured" in nobody and "briefbot feeds" in nobody
