@@ -144,20 +144,21 @@ def test_a_slow_server_times_out(site):
     started = time.monotonic()
     error = failure(lambda: fetcher(timeout=0.5).fetch(site.url("/slow"), kind=FEED))
     assert error.kind == "timeout" and "timed out after 0.5 s" in str(error)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 3, "well before the server's 5 s"
 
 
 def test_a_trickling_body_hits_the_overall_deadline(site):
     def trickle():
         yield b"<html><body>"
-        for _ in range(40):
-            time.sleep(0.05)
+        for _ in range(50):
+            time.sleep(0.1)
             yield b"x" * 10
 
     site.add("/trickle", Route(body=trickle))
     started = time.monotonic()
     error = failure(lambda: fetcher(timeout=0.6).fetch(site.url("/trickle")))
-    assert error.kind == "timeout" and time.monotonic() - started < 1.5
+    assert error.kind == "timeout" and "while downloading" in str(error)
+    assert time.monotonic() - started < 3, "well before the 5 s the body takes"
 
 
 def test_a_50_mb_page_is_cut_at_the_cap_without_reading_it_all(site):
