@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -143,10 +144,13 @@ class Fetcher:
     """Safe GETs for feeds and pages. Synchronous: the bot runs it in a worker thread, the CLI directly."""
 
     def __init__(self, policy: FetchPolicy, resolver: Resolver | None = None,
-                 address_check: AddressCheck | None = None, clock: Callable[[], float] = time.monotonic):
+                 address_check: AddressCheck | None = None, clock: Callable[[], float] = time.monotonic,
+                 verify: ssl.SSLContext | str | bool = True):
         """`resolver` and `address_check` replace DNS and the public-address rule (tests use them to let a
-        made-up host name on the loopback test server count as the public web)."""
+        made-up host name on the loopback test server count as the public web); `verify` is httpx's (True:
+        certifi's CAs; a CA bundle path or an SSLContext for a private CA)."""
         self.policy = policy
+        self.verify = verify
         self.resolve = resolver or system_resolver
         self.address_check = address_check or (lambda _host, address: address_problem(address))
         self._clock = clock
@@ -165,7 +169,8 @@ class Fetcher:
         current = url
         timeout = httpx.Timeout(policy.timeout)
         limits = httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False) as client:
+        with httpx.Client(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False,
+                          verify=self.verify) as client:
             while True:
                 if current in seen:
                     chain = " → ".join(seen + [current])

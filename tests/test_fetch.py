@@ -225,3 +225,52 @@ def test_bad_urls(url, reason):
 ])
 def test_urls_are_normalised(raw, expected):
     assert normalise_url(raw) == expected
+
+
+# --- TLS to the checked address ------------------------------------------------------------------------------------
+@pytest.fixture
+def tls_site(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate for news.test (made with the openssl tool)."""
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl tool is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=news.test", "-addext", "subjectAltName=DNS:news.test"],
+                   check=True, capture_output=True, timeout=60)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_args) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            body = f"<html><body><p>Served to {self.headers['Host']}.</p></body></html>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    trust = ssl.create_default_context(cafile=str(cert))
+    yield server.server_address[1], trust
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_is_verified_for_the_host_name_while_connecting_to_the_checked_address(tls_site):
+    port, trust = tls_site
+    client = fetcher(resolver=lambda host, p: ["127.0.0.1"], verify=trust)
+    result = client.fetch(f"https://news.test:{port}/story.html")
+    assert f"Served to news.test:{port}" in result.content.decode()
+    error = failure(lambda: client.fetch(f"https://other.test:{port}/story.html"))
+    assert error.kind == "network" and "certificate" in str(error).lower(), str(error)
