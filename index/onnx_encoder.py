@@ -141,15 +141,19 @@ class OnnxModelCache:
             return "damaged (size or checksum differs from when it was built)"
         return data, meta
 
-    def load_or_build(self, variant: str) -> tuple[bytes, dict]:
-        """The variant's bytes, building (both variants) first if needed; one builder at a time per folder."""
+    def load_or_build(self, variant: str, force: bool = False) -> tuple[bytes, dict]:
+        """The variant's bytes, building (both variants) first if needed; one builder at a time per folder.
+
+        `force` rebuilds a file that checks out but that this onnxruntime cannot load.
+        """
         if variant not in VARIANTS:
             raise ValueError(f"unknown ONNX variant {variant!r} (expected one of {VARIANTS})")
-        found = self.read(variant)
+        found = "rebuild requested" if force else self.read(variant)
         if not isinstance(found, str):
             return found
         with self._build_lock():
-            found = self.read(variant)  # someone else may have built it while we waited
+            if not force:
+                found = self.read(variant)  # someone else may have built it while we waited
             if isinstance(found, str):
                 log.info("ONNX model %s: %s; exporting %s (takes ~10-30 s, once)", self.path(variant).name, found,
                          self.model.root)
@@ -229,8 +233,7 @@ class OnnxEncoder:
             self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a file that hashes right but this onnxruntime can't run: rebuild once
             log.warning("ONNX model %s did not load (%s); rebuilding", self.cache.path(variant), exc)
-            self.cache.build()
-            data, self.meta = self.cache.load_or_build(variant)
+            data, self.meta = self.cache.load_or_build(variant, force=True)
             try:
                 self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
             except Exception as again:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -117,20 +119,27 @@ def test_second_construction_reuses_the_cached_file(built, tmp_path, monkeypatch
     assert (cache / f"{PACKAGED_SLUG}-int8.onnx").stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "sidecar", "missing"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "sidecar", "missing", "unloadable"])
 def test_damaged_cache_is_noticed_and_rebuilt(built, tmp_path, monkeypatch, damage):
     cache = copy_cache(built, tmp_path / "models")
     target = cache / f"{PACKAGED_SLUG}-int8.onnx"
-    if damage == "garbage":
+    sidecar = cache / f"{PACKAGED_SLUG}-int8.onnx.json"
+    if damage in ("garbage", "unloadable"):
         target.write_bytes(os.urandom(target.stat().st_size))
     elif damage == "truncated":
         target.write_bytes(target.read_bytes()[:1000])
     elif damage == "sidecar":
-        (cache / f"{PACKAGED_SLUG}-int8.onnx.json").write_text("{not json")
+        sidecar.write_text("{not json")
     else:
         target.unlink()
-    model = ModelFiles.from_folder(packaged_model_path(), PACKAGED_SLUG)
-    assert isinstance(OnnxModelCache(model, cache).read("int8"), str), "the damage goes unnoticed"
+    if damage == "unloadable":  # checksum made to agree: only onnxruntime itself can tell
+        meta = json.loads(sidecar.read_text())
+        data = target.read_bytes()
+        meta.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        sidecar.write_text(json.dumps(meta))
+    else:
+        model = ModelFiles.from_folder(packaged_model_path(), PACKAGED_SLUG)
+        assert isinstance(OnnxModelCache(model, cache).read("int8"), str), "the damage goes unnoticed"
 
     builds = []
 
