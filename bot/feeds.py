@@ -8,7 +8,7 @@ A poll of one feed:
    can; one that gives none fails with the parser's reason);
 3. each entry not seen before (remembered per feed in FeedEntry) has its page fetched and the story extracted
    (index/pages.py); when the page can't be fetched or has no text, the feed's own summary stands in and the
-   page is tried again on later polls, a few times;
+   page is tried again on the next polls (304 or not), three attempts in all;
 4. the articles go through the corpus's ingestion (keyed by the normalised URL, so one story under two links,
    or in two feeds, is stored once), then the feed's validators and schedule are saved.
 
@@ -259,9 +259,8 @@ class FeedService:
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(opml, encoding="unicode") + "\n"
 
     # --- polling ----------------------------------------------------------------------------------------------
-    def poll_due(self, force: bool = False, keep_going: Callable[[], bool] = lambda: True,
-                 only: int | None = None) -> PollRun | None:
-        """Poll every feed that is due (all with `force`; one with `only`); None when a poll is already running.
+    def poll_due(self, force: bool = False, keep_going: Callable[[], bool] = lambda: True) -> PollRun | None:
+        """Poll every feed that is due (every feed with `force`); None when a poll is already running.
 
         Runs in a worker thread in the bot. Feeds are polled one by one, each feed's articles ingested in short
         batches; the index is saved and BM25 rebuilt once at the end.
@@ -271,11 +270,7 @@ class FeedService:
         run = PollRun()
         try:
             now = self.clock.now()
-            if only is not None:
-                feed = self.store.feed(only)
-                feeds = [feed] if feed is not None else []
-            else:
-                feeds = self.store.list_feeds() if force else self.store.due_feeds(now)
+            feeds = self.store.list_feeds() if force else self.store.due_feeds(now)
             for feed in feeds:
                 if not keep_going():
                     break
@@ -299,12 +294,15 @@ class FeedService:
             return self._failed(feed, str(exc))
         if result.not_modified:
             log.info("feed #%d %s: not modified (304)", feed.id, feed.url)
-            return self._succeeded(feed, PollOutcome(feed.id, feed.url, feed.title, "unchanged"), result)
+            outcome = PollOutcome(feed.id, feed.url, feed.title, "unchanged")
+            self._retry_pages(feed, outcome, report)
+            return self._succeeded(feed, outcome, result)
         parsed = self._parse_feed(feed, result.content, result)
         if isinstance(parsed, str):
             return self._failed(feed, parsed)
         title, entries, notes = parsed
         outcome = PollOutcome(feed.id, feed.url, title or feed.title, "unchanged", notes=notes)
+        self._retry_pages(feed, outcome, report)
         self._read_entries(feed, outcome.name, entries, outcome, report)
         if outcome.entries or outcome.added or outcome.updated:
             outcome.state = "new"
@@ -351,50 +349,76 @@ class FeedService:
         records: list[FeedEntry] = []
         links: set[str] = set()
         for entry in entries:
-            known = seen.get(entry.key)
-            if known is not None and (known.full_text or known.attempts >= PAGE_ATTEMPTS):
-                continue
-            if entry.link in links or any(r.entry_key == entry.key for r in records):
-                continue  # the same link (or entry) twice in one feed
+            if entry.key in seen or entry.link in links or any(r.entry_key == entry.key for r in records):
+                continue  # seen on an earlier poll, or twice in this one
             links.add(entry.link)
-            stored = self.store.find_article(f"url:{entry.link}"[:512]) if known is None else None
+            outcome.entries += 1
+            stored = self.store.find_article(f"url:{entry.link}"[:512])
             if stored is not None:  # the same story came in under this link from elsewhere
                 records.append(FeedEntry(feed_id=feed.id, entry_key=entry.key, url=entry.link,
                                          article_key=stored.article_key, full_text=True, last_attempt_at=now))
-                outcome.entries += 1
                 continue
-            known_fields = {"title": entry.title, "author": entry.author, "published": entry.published,
-                            "source": feed_name if feed_name != feed.url else None}
-            page = read_page(self.fetcher, entry.link, **known_fields)
-            record = FeedEntry(feed_id=feed.id, entry_key=entry.key, url=entry.link, last_attempt_at=now,
-                               attempts=(known.attempts if known else 0) + 1,
-                               article_key=known.article_key if known else None)
+            known = {"title": entry.title, "author": entry.author, "published": entry.published,
+                     "source": feed_name if feed_name != feed.url else None}
+            record = FeedEntry(feed_id=feed.id, entry_key=entry.key, url=entry.link, last_attempt_at=now, attempts=1)
+            page = read_page(self.fetcher, entry.link, **known)
             if isinstance(page, ParsedArticle):
                 articles.append(page)
-                record.article_key, record.full_text, record.last_error = article_key(page), True, None
+                record.article_key, record.full_text = article_key(page), True
             else:
                 record.last_error = page.reason
                 note = f"page {entry.link} not read ({page.reason})"
-                if known is None:
-                    summary = summary_article(entry.summary, entry.link, **known_fields)
-                    if isinstance(summary, ParsedArticle):
-                        articles.append(summary)
-                        record.article_key = article_key(summary)
-                        outcome.from_summary += 1
-                        note += "; stored the feed's summary instead"
-                    else:
-                        note += f"; {summary.reason}"
+                summary = summary_article(entry.summary, entry.link, **known)
+                if isinstance(summary, ParsedArticle):
+                    articles.append(summary)
+                    record.article_key = article_key(summary)
+                    outcome.from_summary += 1
+                    note += "; stored the feed's summary instead"
+                else:
+                    note += f"; {summary.reason}"
                 outcome.notes.append(note)
                 log.warning("feed #%d %s: %s", feed.id, feed.url, note)
-            outcome.entries += 1 if known is None else 0
             records.append(record)
-        if articles:
-            ingested = self.corpus.ingest_articles(articles, batch_passages=self.ingest_batch, finish=False)
-            outcome.added, outcome.updated = ingested.added, ingested.updated
-            report.merge(ingested)
-            for failure in ingested.failures:
-                outcome.notes.append(f"{failure.origin}: {failure.reason}")
+        self._ingest(articles, outcome, report)
         self.store.record_feed_entries(records)
+
+    def _retry_pages(self, feed: Feed, outcome: PollOutcome, report: IngestReport) -> None:
+        """Entries stored from the feed's summary get their page tried again, a few times in all (on every
+        poll, 304 or not): the full story replaces the summary, under the summary's key."""
+        pending = self.store.feed_entries_pending(feed.id, PAGE_ATTEMPTS)
+        now = self.clock.now()
+        articles: list[ParsedArticle] = []
+        for record in pending:
+            summary = self.store.find_article(record.article_key) if record.article_key else None
+            known = {"title": summary.title, "author": summary.author, "published": _aware(summary.published),
+                     "source": summary.source} if summary else {}
+            page = read_page(self.fetcher, record.url, **known)
+            record.attempts += 1
+            record.last_attempt_at = now
+            if isinstance(page, ParsedArticle):
+                if summary is not None:
+                    page.url = summary.url  # same key: the page replaces the summary instead of joining it
+                articles.append(page)
+                record.article_key, record.full_text, record.last_error = article_key(page), True, None
+                outcome.notes.append(f"page {record.url} read on attempt {record.attempts}")
+                log.info("feed #%d %s: %s", feed.id, feed.url, outcome.notes[-1])
+            else:
+                record.last_error = page.reason
+                give_up = "; keeping the summary" if record.attempts >= PAGE_ATTEMPTS else ""
+                log.info("feed #%d %s: page %s still not read (%s)%s", feed.id, feed.url, record.url, page.reason,
+                         give_up)
+        self._ingest(articles, outcome, report)
+        self.store.record_feed_entries(pending)
+
+    def _ingest(self, articles: list[ParsedArticle], outcome: PollOutcome, report: IngestReport) -> None:
+        if not articles:
+            return
+        ingested = self.corpus.ingest_articles(articles, batch_passages=self.ingest_batch, finish=False)
+        outcome.added += ingested.added
+        outcome.updated += ingested.updated
+        report.merge(ingested)
+        for failure in ingested.failures:
+            outcome.notes.append(f"{failure.origin}: {failure.reason}")
 
     # --- schedule -------------------------------------------------------------------------------------------------
     def _succeeded(self, feed: Feed, outcome: PollOutcome, result, **changes) -> PollOutcome:

@@ -590,6 +590,14 @@ class Store:
             ).all()
         return {int(f): (int(n), int(full or 0)) for f, n, full in rows}
 
+    def feed_entries_pending(self, feed_id: int, max_attempts: int) -> list["FeedEntry"]:
+        """A feed's entries stored from the feed's summary whose page may still be tried again."""
+        with self.session() as session:
+            return list(session.exec(select(FeedEntry).where(
+                FeedEntry.feed_id == feed_id, FeedEntry.full_text == False,  # noqa: E712 - SQL expression
+                FeedEntry.attempts < max_attempts, FeedEntry.url.is_not(None),
+            ).order_by(FeedEntry.id)))
+
 
 # --- daily digests: subscribers, the digests composed for them, and one delivery record per local day ---------
 class Subscriber(SQLModel, table=True):

@@ -344,3 +344,30 @@ def test_questions_are_answered_while_feed_articles_are_ingested_and_replaced(ma
     assert not errors, errors[:3]
     assert answered[0] > 5
     assert app.corpus.store.counts()[0] == 3
+
+
+def test_a_page_that_failed_is_tried_again_and_replaces_the_summary(make_app, site, articles):
+    worship, crane = articles["GUM_news_worship"], articles["GUM_news_crane"]
+    site.add_feed("/feed.xml", rss([site.item(worship), site.item(crane)]))
+    site.add("/articles/worship.html", Route(status=500, body=b"down for a moment"))
+    site.add("/articles/crane.html", Route(status=404, body=b"gone"))
+    app = make_app()
+    feeds = service(app)
+    feeds.add(site.url("/feed.xml"))
+    (first,) = feeds.poll_due().outcomes
+    assert (first.added, first.from_summary) == (2, 2)
+    summary = stored(app, site.url("/articles/worship.html"))
+    assert summary.text == " ".join(summary.text.split()), "just the summary paragraph"
+
+    site.add_article(worship)  # the page is back; the crane page stays gone
+    (second,) = feeds.poll_due(force=True).outcomes
+    assert site.hits_for("/feed.xml")[-1].status == 304
+    assert (second.added, second.updated) == (0, 1) and any("read on attempt 2" in n for n in second.notes)
+    full = stored(app, site.url("/articles/worship.html"))
+    assert full.id == summary.id and len(full.text) > len(summary.text) and "\n\n" in full.text
+    assert app.corpus.store.counts()[0] == 2, "the page replaced its summary"
+
+    feeds.poll_due(force=True)
+    feeds.poll_due(force=True)
+    assert len(site.hits_for("/articles/crane.html")) == 3, "three attempts in all, then the summary stays"
+    assert len(site.hits_for("/articles/worship.html")) == 2
