@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "passages.faiss"
 LEXICAL_FILE = "passages.bm25.npz"
 SAVE_EVERY_ARTICLES = 500
+# The longest real article we have is ~10k characters (~20 passages). A 1 MB junk "article" from a feed would be
+# ~800 passages: minutes of the (shared) encoder while questions wait. Beyond this, passages are not indexed.
+MAX_PASSAGES_PER_ARTICLE = 200
 EMBED_BATCH_PASSAGES = 256
 
 
@@ -302,7 +305,12 @@ class Corpus:
         if existing is not None and existing.content_hash == digest:
             report.unchanged += 1
             return None
-        chunks = attribute_chunks(chunk_article(parsed.text, max_words=self.settings.passage_max_words))
+        chunks = chunk_article(parsed.text, max_words=self.settings.passage_max_words)
+        if len(chunks) > MAX_PASSAGES_PER_ARTICLE:
+            log.warning("%s: %d passages; only the first %d are indexed", parsed.origin, len(chunks),
+                        MAX_PASSAGES_PER_ARTICLE)
+            chunks = chunks[:MAX_PASSAGES_PER_ARTICLE]
+        chunks = attribute_chunks(chunks)
         if not chunks:
             report.failures.append(ParseFailure(parsed.origin, "no text left after cleaning"))
             return None

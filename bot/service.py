@@ -18,7 +18,7 @@ from bot.retrieval import Retrieval, Retriever
 from bot.settings import Settings
 from bot.storage import Article, Passage
 from index.highlight import best_sentence_spans
-from index.query import years_named
+from index.query import QUESTION_MAX_WORDS, years_named
 from index.types import Speaker
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,9 @@ class BriefingService:
         In a conversation the article under discussion is already known to be relevant, so a passage of it
         needs less similarity to a terse follow-up ("and the other side?") than a stranger would.
         """
-        if retrieval.newest is not None and any(y > retrieval.newest.year for y in years_named(retrieval.intent.text)):
+        question = retrieval.intent.text
+        if (retrieval.newest is not None and len(question.split()) <= QUESTION_MAX_WORDS
+                and any(y > retrieval.newest.year for y in years_named(question))):
             return False  # about a year after the newest article: nothing stored can report it
         threshold = self.settings.min_relevance
         if focus_article is not None and retrieval.candidates[0].article_id == focus_article:

@@ -15,16 +15,19 @@ from handlers.render import article_parts
 log = logging.getLogger(__name__)
 
 STALE = "That button no longer works — please ask again."
+MAX_ID = 2**63 - 1  # database ids are signed 64-bit: a bigger number can't name anything, and SQLite raises on it
 
 
 def parse_callback(data: str | None) -> tuple[str, list[int]] | None:
-    """("m", [topic]) or ("a", [article, part]); None for anything malformed."""
+    """("m", [topic]) or ("a", [article, part]); None for anything malformed, negative or too big for an id."""
     if not data or len(data) > 64:
         return None
     kind, _, rest = data.partition(":")
     try:
         numbers = [int(x) for x in rest.split(":")] if rest else []
     except ValueError:
+        return None
+    if any(not 0 <= n <= MAX_ID for n in numbers):
         return None
     if kind == "m" and len(numbers) == 1 or kind == "a" and len(numbers) == 2:
         return kind, numbers

@@ -59,3 +59,11 @@ def test_lexical_matches_numbers_and_tickers_exactly():
     assert index.search("1,750", 3)[0][0] == 1
     assert index.search("IBM profits", 3)[0][0] == 3
     assert index.known_terms("silicon valley bank")[1] == ["silicon", "valley", "bank"]
+
+
+def test_a_pasted_passage_is_searched_as_it_stands_not_filtered_by_its_dates_or_outlets():
+    passage = ("The trigger for the flare-up was a devastating bombing on Jan 3 that killed nearly 100 people at a "
+               "ceremony in Iran's southeastern Kerman city to commemorate commander Qassem Soleimani, who was "
+               "killed by a US drone in 2020, according to Reuters.")
+    intent = parse_query(passage, ["Reuters"], NOW)
+    assert not intent.has_filters and intent.text == passage
