@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.embeddings import PACKAGED_SLUG, SentenceTransformerEncoder, make_encoder, packaged_model_path
+from index.embeddings import AUTO_ORDER, PACKAGED_SLUG, SentenceTransformerEncoder, make_encoder, packaged_model_path
 from index.onnx_encoder import ModelFiles, OnnxEncoder, OnnxModelCache, OnnxUnavailable, default_threads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,8 +166,21 @@ def test_a_stale_export_from_another_model_is_not_used(built, tmp_path):
 def test_auto_takes_the_fastest_variant_that_passed_and_says_why(built, caplog):
     with caplog.at_level(logging.INFO, logger="index.embeddings"):
         chosen = make_encoder("auto", cache_dir=built)
-    assert chosen.name == f"onnx-int8:{PACKAGED_SLUG}"
+    assert chosen.name == f"{AUTO_ORDER[0]}:{PACKAGED_SLUG}"
     assert "auto: fastest variant that passed the quality bar" in caplog.text
+
+
+def test_auto_passes_over_a_variant_whose_build_check_failed(built, tmp_path, monkeypatch, caplog):
+    cache = copy_cache(built, tmp_path / "models")
+    sidecar = cache / f"{PACKAGED_SLUG}-int8.onnx.json"
+    meta = json.loads(sidecar.read_text())
+    meta["check_vs_torch"]["mean_cosine"] = 0.9
+    sidecar.write_text(json.dumps(meta))
+    monkeypatch.setattr("index.embeddings.AUTO_ORDER", ("onnx-int8", "onnx-fp32"))
+    with caplog.at_level(logging.INFO, logger="index.embeddings"):
+        chosen = make_encoder("auto", cache_dir=cache)
+    assert chosen.name == f"onnx-fp32:{PACKAGED_SLUG}"
+    assert "onnx-int8 failed its build-time check" in caplog.text
 
 
 def test_auto_falls_back_to_torch_when_onnxruntime_is_missing(tmp_path, monkeypatch, caplog, encoder):
