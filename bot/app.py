@@ -27,13 +27,22 @@ class Briefbot:
     service: BriefingService
 
     @classmethod
-    def open(cls, settings: Settings, encoder: Encoder | None = None, sync_index: bool = True) -> "Briefbot":
-        """Open the data directory and bring the index into agreement with the database."""
+    def open(cls, settings: Settings, encoder: Encoder | None = None, sync_index: bool = True,
+             writer: bool = False, publish: bool = False) -> "Briefbot":
+        """Open the data directory and bring the index into agreement with the database.
+
+        `writer`: this process will ingest (it publishes snapshots once a worker does); `publish`: it is the
+        worker. Anything else follows the published snapshots when there are any (Corpus.choose_role)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         corpus = Corpus(settings, encoder)
+        corpus.choose_role(writer=writer, publish=publish)
         if sync_index:
             corpus.open()
         return cls(settings, corpus, BriefingService(corpus, settings))
+
+    def close(self) -> None:
+        """Stop background work (watching for index snapshots)."""
+        self.corpus.close()
 
     @cached_property
     def digests(self) -> "DigestService":

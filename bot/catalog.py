@@ -41,6 +41,11 @@ class PassageCatalog:
         """Called after the database changed; the next question reloads."""
         self._stale = True
 
+    def load(self) -> "PassageCatalog":
+        """Read it now rather than on the first question: a snapshot is swapped in ready to answer."""
+        self._refresh()
+        return self
+
     def _refresh(self) -> None:
         if not self._stale:
             return

@@ -26,8 +26,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _open(args: argparse.Namespace) -> Briefbot:
-    return Briefbot.open(_settings(args))
+def _open(args: argparse.Namespace, writer: bool = False) -> Briefbot:
+    """`writer`: the command ingests (once a worker publishes index snapshots, it publishes one too)."""
+    return Briefbot.open(_settings(args), writer=writer)
 
 
 def _jsonl(stream: TextIO, what: str) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -67,7 +68,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if paths and not urls and not any(True for _ in iter_inputs(paths)):
         print("briefbot: nothing to ingest: no files found in " + ", ".join(map(str, paths)), file=sys.stderr)
         return EXIT_FAILED
-    app = _open(args)
+    app = _open(args, writer=True)
     report = IngestReport()
     if paths:
         with tqdm(desc="ingesting", unit=" articles", disable=args.quiet or None, file=sys.stderr) as bar:
@@ -83,7 +84,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    app = Briefbot.open(_settings(args), sync_index=False)
+    app = Briefbot.open(_settings(args), sync_index=False, writer=True)
     count = app.corpus.reindex()
     print(f"index rebuilt: {count} passage(s)")
     return EXIT_OK
@@ -108,13 +109,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     data = {
         "database": app.settings.resolved_database_url.split("@")[-1], "articles": articles, "passages": passages,
         "index": index_state, "index_passages": len(held), "consistent": consistent,
+        "snapshot": _snapshot_status(app),
     }
     if args.json:
         _print_json(data)
     else:
         print(f"{articles} article(s), {passages} passage(s); index {index_state} with {len(held)} passage(s); "
               + ("database and index agree" if consistent else "database and index disagree (repaired on next start)"))
+        if data["snapshot"]:
+            snap = data["snapshot"]
+            print(f"index snapshot {snap['version']} published {snap['published_at']} with {snap['passages']} "
+                  f"passage(s); {snap['on_disk']} snapshot(s) on disk")
     return EXIT_OK
+
+
+def _snapshot_status(app: Briefbot) -> dict | None:
+    """The published index snapshot, if a worker publishes them (bot/snapshots.py)."""
+    from bot.snapshots import read_published
+
+    published = read_published(app.corpus.store)
+    if published is None:
+        return None
+    return {"version": published.version, "passages": published.passages, "kind": published.kind,
+            "published_at": published.published_at.isoformat(), "on_disk": len(app.corpus.snapshots.versions())}
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -292,7 +309,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     settings = _settings(args)
     app = Briefbot.open(settings)
     articles, _ = app.corpus.store.counts()
-    if articles == 0:
+    if articles == 0 and app.corpus.role != "follower":
         report = app.corpus.ingest_paths(sorted(SAMPLES_DIR.glob("*.txt")))
         print("sample articles: " + report.summary())
     if settings.telegram_bot_token:
@@ -303,6 +320,38 @@ def cmd_start(args: argparse.Namespace) -> int:
     args.json = False
     args.chat_id = "demo"
     return cmd_chat(args)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The single writer of a multi-process deployment: ingest watched folders and due feeds, publish snapshots."""
+    import signal
+    import threading
+
+    from bot.worker import IngestWorker
+
+    settings = _settings(args)
+    if settings.index_snapshots == "off":
+        print("briefbot: the worker publishes index snapshots; unset BRIEFBOT_INDEX_SNAPSHOTS=off", file=sys.stderr)
+        return EXIT_USAGE
+    if args.every is not None and args.every <= 0:
+        print("briefbot: --every takes a number of seconds above 0", file=sys.stderr)
+        return EXIT_USAGE
+    folders = [Path(p) for p in args.watch] if args.watch else settings.watch_dirs
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        print(f"briefbot: no such folder to watch: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    app = Briefbot.open(settings, writer=True, publish=True)
+    worker = IngestWorker(app, folders, args.every or settings.worker_interval_seconds, poll_feeds=not args.no_feeds)
+    if args.once:
+        report = worker.run_once()
+        print(report.summary())
+        return EXIT_OK
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker.run(stop)
+    return EXIT_OK
 
 
 # --- daily digests ---------------------------------------------------------------------------------------------
@@ -447,7 +496,7 @@ def cmd_eval_digest(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"briefbot: no such file: {path}", file=sys.stderr)
         return EXIT_USAGE
-    app = _open(args)
+    app = _open(args, writer=True)
     report = app.corpus.ingest_paths([path])  # already stored articles are skipped
     if report.added or report.updated:
         log.info("ingested %s", report.summary())
@@ -548,7 +597,7 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     from bot.feeds import BadFeed, FeedExists
 
     action = args.feeds_command
-    app = Briefbot.open(_settings(args), sync_index=action == "poll")
+    app = Briefbot.open(_settings(args), sync_index=action == "poll", writer=action == "poll")
     service = app.feeds
     try:
         if action == "add":
@@ -629,7 +678,7 @@ def _add_feed_parsers(sub, common: argparse.ArgumentParser) -> None:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": cmd_ingest, "reindex": cmd_reindex, "status": cmd_status, "ask": cmd_ask, "chat": cmd_chat,
-    "attribute": cmd_attribute, "start": cmd_start, "run": cmd_run,
+    "attribute": cmd_attribute, "start": cmd_start, "run": cmd_run, "worker": cmd_worker,
     "eval": cmd_eval, "bench": cmd_bench,
 }
 
@@ -732,6 +781,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     sub.add_parser("run", parents=[common], help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
+    p = sub.add_parser("worker", parents=[common],
+                       help="the single writer at scale: ingest watched folders and feeds, publish index snapshots")
+    p.add_argument("--watch", action="append", metavar="DIR", help="folder to ingest from (repeatable; "
+                   "default BRIEFBOT_WATCH)")
+    p.add_argument("--every", type=float, metavar="SECONDS", help="cycle interval (BRIEFBOT_WORKER_INTERVAL_SECONDS)")
+    p.add_argument("--no-feeds", action="store_true", help="do not poll feeds")
+    p.add_argument("--once", action="store_true", help="one cycle, then exit (for cron)")
     sub.add_parser("start", parents=[common], help="the demo: sample articles, then Telegram or the terminal chat")
     p = sub.add_parser("encoders", parents=[common], help="ONNX fp32/int8 vs sentence-transformers: speed and quality")
     p.add_argument("--passages", type=int, default=6000, help="passages embedded (the questions' articles + distractors)")

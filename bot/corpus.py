@@ -3,6 +3,11 @@
 Order of writes on ingest: database first (one transaction per article, embeddings included), index
 second. A crash in between leaves passages the index lacks; `open()` notices and adds them from the
 stored embeddings, so the two never disagree for long and nothing needs re-embedding.
+
+A corpus plays one of three roles (`choose_role`). *local* (the default, one process): as above. *publisher*
+(`briefbot worker`, or any ingest once a worker has published): the same, and after every change it publishes
+an index snapshot (bot/snapshots.py). *follower* (serving replicas): it loads the published snapshot, swaps
+in newer ones as they appear, and never writes or rebuilds an index itself.
 """
 
 from __future__ import annotations
@@ -11,14 +16,28 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from bot.catalog import PassageCatalog
 from bot.settings import Settings
+from bot.snapshots import (
+    SNAPSHOT_KEY,
+    IndexSnapshot,
+    Published,
+    SnapshotDir,
+    SnapshotUnavailable,
+    SnapshotWatcher,
+    read_published,
+    version_name,
+)
 from bot.storage import Article, Passage, Store, bytes_to_matrix, vector_to_bytes
 from index.attribution import attribute_chunks
 from index.chunker import chunk_article
@@ -37,6 +56,12 @@ SAVE_EVERY_ARTICLES = 500
 # ~800 passages: minutes of the (shared) encoder while questions wait. Beyond this, passages are not indexed.
 MAX_PASSAGES_PER_ARTICLE = 200
 EMBED_BATCH_PASSAGES = 256
+SNAPSHOTS_DIR = "snapshots"
+RETRY_UNREADABLE_SECONDS = 30.0  # a snapshot that could not be loaded is tried again after this long
+
+
+class ReadOnlyCorpus(RuntimeError):
+    """This process follows the snapshots a worker publishes; it must not write the corpus or its index."""
 
 
 @dataclass
@@ -106,11 +131,89 @@ class Corpus:
         self.store = Store(settings.resolved_database_url)
         self._encoder = encoder
         self.index_path = settings.index_dir / INDEX_FILE
-        self.index = VectorIndex(encoder.dim if encoder else EMBEDDING_DIM)
         self.lexical_path = settings.index_dir / LEXICAL_FILE
-        self.lexical = LexicalIndex()
-        self.catalog = PassageCatalog(self.store)
+        self.snapshots = SnapshotDir(settings.index_dir / SNAPSHOTS_DIR)
+        self.role = "local"
+        # Everything a question reads, in one reference: replacing it is one assignment (atomic), and a
+        # question pinned to the old one by `reading()` keeps it until it is answered.
+        self._current = IndexSnapshot(None, VectorIndex(encoder.dim if encoder else EMBEDDING_DIM), LexicalIndex(),
+                                      PassageCatalog(self.store))
+        self._pins = threading.local()
+        self._refreshing = threading.Lock()
+        self._retry_at: dict[int, float] = {}
+        self._watcher: SnapshotWatcher | None = None
         self._dirty = False
+        self._unpublished = False
+        self._always_publish = False
+
+    # --- the indexes in use -----------------------------------------------------------------------
+    @property
+    def snapshot(self) -> IndexSnapshot:
+        """The indexes this thread reads: the ones pinned by `reading()`, otherwise the current ones."""
+        return getattr(self._pins, "snapshot", None) or self._current
+
+    @property
+    def index(self) -> VectorIndex:
+        return self.snapshot.index
+
+    @index.setter
+    def index(self, value: VectorIndex) -> None:
+        self._current = replace(self._current, index=value)
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        return self.snapshot.lexical
+
+    @lexical.setter
+    def lexical(self, value: LexicalIndex) -> None:
+        self._current = replace(self._current, lexical=value)
+
+    @property
+    def catalog(self) -> PassageCatalog:
+        return self.snapshot.catalog
+
+    @contextmanager
+    def reading(self) -> Iterator[IndexSnapshot]:
+        """Pin the current indexes to this thread for the duration of one question (re-entrant).
+
+        A follower may swap in a newer snapshot meanwhile; this question still finishes on the one it
+        started on, so its dense hits, BM25 scores and catalog lookups always agree with each other."""
+        pinned = getattr(self._pins, "snapshot", None)
+        if pinned is not None:
+            yield pinned
+            return
+        self._pins.snapshot = self._current
+        try:
+            yield self._pins.snapshot
+        finally:
+            self._pins.snapshot = None
+
+    # --- roles: local, publisher, follower ----------------------------------------------------------
+    def choose_role(self, writer: bool = False, publish: bool = False) -> str:
+        """Decide how this process treats the index (see the module docstring).
+
+        `publish`: the worker, which always publishes. Otherwise snapshots are in use when
+        BRIEFBOT_INDEX_SNAPSHOTS=follow, or (auto) once the database names one: a `writer` (ingest,
+        reindex) then publishes after its changes, anything else follows. With `off`, always local."""
+        mode = self.settings.index_snapshots
+        self._always_publish = publish
+        if publish:
+            if mode == "off":
+                raise ValueError("BRIEFBOT_INDEX_SNAPSHOTS=off: this process may not publish index snapshots")
+            self.role = "publisher"
+        elif mode == "off":
+            self.role = "local"
+        elif mode == "follow" or read_published(self.store) is not None:
+            self.role = "publisher" if writer else "follower"
+        else:
+            self.role = "local"
+        return self.role
+
+    def close(self) -> None:
+        """Stop watching for snapshots (the follower's thread)."""
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
 
     @property
     def encoder(self) -> Encoder:
@@ -131,7 +234,17 @@ class Corpus:
 
     # --- keeping the index in agreement with the database ---------------------------------------
     def open(self) -> None:
-        """Load the saved indexes and repair them against the database: add the missing, drop the extra."""
+        """Local and publisher: load the saved indexes and repair them against the database (add the missing,
+        drop the extra), the publisher then publishing a snapshot. Follower: load the published snapshot."""
+        if self.role == "follower":
+            self._follow()
+            return
+        self._open_local()
+        first = self._always_publish and self._current.version is None
+        if self.role == "publisher" and (self._unpublished or first):
+            self.publish()  # the worker publishes on start, whatever a crash may have left unpublished
+
+    def _open_local(self) -> None:
         if self.lexical_path.exists():
             try:
                 self.lexical = LexicalIndex.load(self.lexical_path)
@@ -160,6 +273,7 @@ class Corpus:
         if added or removed:
             log.info("index repaired: %d passage(s) added, %d removed", added, removed)
             self.catalog.invalidate()
+            self._unpublished = True
         if self.resize_if_needed() or added or removed:
             self.save_index()
         return added, removed
@@ -167,11 +281,14 @@ class Corpus:
     def reindex(self, kind: str | None = None) -> int:
         """Rebuild the index from the stored embeddings (and embed any passage that has none), of the
         kind that suits the corpus size unless one is asked for."""
+        self._writable()
         self._embed_missing()
         self._rebuild_vectors(kind)
         self.save_index()
         self.rebuild_lexical()
         log.info("index rebuilt with %d passage(s) (%s)", len(self.index), self.index.kind)
+        if self.role == "publisher":
+            self.publish()
         return len(self.index)
 
     def _rebuild_vectors(self, kind: str | None = None) -> None:
@@ -191,6 +308,7 @@ class Corpus:
             return False
         log.info("corpus of %d passages: switching the index from %s to %s", len(self.index), self.index.kind, wanted)
         self._rebuild_vectors(wanted)
+        self._unpublished = True
         return True
 
     def rebuild_lexical(self) -> None:
@@ -198,6 +316,7 @@ class Corpus:
         ids, texts = self.store.passage_texts()
         self.lexical = LexicalIndex.build(ids, texts)
         self.lexical.save(self.lexical_path)
+        self._unpublished = True
         log.info("lexical index built over %d passage(s)", len(ids))
 
     def save_index(self) -> None:
@@ -226,11 +345,12 @@ class Corpus:
             self.store.set_embeddings({p.id: vector_to_bytes(v) for p, v in zip(pending, vectors)})
 
     # --- ingestion ------------------------------------------------------------------------------
-    def ingest_paths(self, paths: Iterable[Path], progress: Callable[[int], None] | None = None) -> IngestReport:
+    def ingest_paths(self, paths: Iterable[Path], progress: Callable[[int], None] | None = None,
+                     finish: bool = True) -> IngestReport:
         """Parse, chunk, attribute, embed and store every article under `paths`; bad files are reported, not fatal.
 
         Passages of several articles are embedded in one batch (the encoder is the cost of everything),
-        then each article is stored in its own transaction.
+        then each article is stored in its own transaction. `finish=False` as for `ingest_articles`.
         """
         report = IngestReport()
 
@@ -240,7 +360,8 @@ class Corpus:
                 yield from parse_path(path)
 
         self._ingest(items(), report, progress, EMBED_BATCH_PASSAGES)
-        self.finish_ingest()
+        if finish:
+            self.finish_ingest()
         return report
 
     def ingest_articles(self, articles: Iterable[ParsedArticle | ParseFailure],
@@ -265,15 +386,19 @@ class Corpus:
         return report
 
     def finish_ingest(self) -> None:
-        """After ingesting: resize and save the vector index and rebuild BM25, if anything changed."""
+        """After ingesting: resize and save the vector index and rebuild BM25, if anything changed (and the
+        publisher publishes a snapshot of them)."""
         if self._dirty:
             self.resize_if_needed()
             self.save_index()
             self.rebuild_lexical()
+        if self.role == "publisher" and self._unpublished:
+            self.publish()
 
     def _ingest(self, items: Iterable[ParsedArticle | ParseFailure], report: IngestReport,
                 progress: Callable[[int], None] | None, batch_passages: int) -> None:
         """Prepare each article, embed in batches of about `batch_passages`, store; failures are reported."""
+        self._writable()
         pending: list[_Prepared] = []
         since_save = 0
         for item in items:
@@ -354,6 +479,72 @@ class Corpus:
         else:
             report.updated += 1
 
+    # --- snapshots: publishing (the worker) and following (serving replicas) ------------------------
+    def publish(self) -> Published:
+        """Write the indexes as a new snapshot, complete before it is named, then name it in the database.
+
+        The publisher's own indexes stay in memory and go on changing with the next ingest; the snapshot
+        on disk never changes once written. Old snapshots are pruned to BRIEFBOT_SNAPSHOT_KEEP."""
+        if self.role != "publisher":
+            raise ReadOnlyCorpus(f"only the publisher publishes index snapshots (this process is {self.role})")
+        published = read_published(self.store)
+        version = max([published.version if published else 0, *self.snapshots.versions()]) + 1
+        while True:
+            try:
+                self.snapshots.write(version, self.index, self.lexical)
+                break
+            except FileExistsError:  # a second writer took this number meanwhile
+                version += 1
+        info = Published(version, len(self.index), self.index.kind, datetime.now(timezone.utc))
+        self.store.set_meta(SNAPSHOT_KEY, info.to_meta())
+        self._current = replace(self._current, version=version, published_at=info.published_at)
+        self._unpublished = False
+        log.info("index snapshot %s published: %d passage(s) (%s)", version_name(version), info.passages, info.kind)
+        self.snapshots.prune(self.settings.snapshot_keep, current=version)
+        return info
+
+    def _follow(self) -> None:
+        """Serve the published snapshot and watch for newer ones; never build or save an index here."""
+        if not self.refresh_snapshot():
+            log.info("no index snapshot loaded yet: waiting for `briefbot worker` to publish one "
+                     "(checked every %.0f s)", self.settings.snapshot_poll_seconds)
+        if self._watcher is None:
+            self._watcher = SnapshotWatcher(self.refresh_snapshot, self.settings.snapshot_poll_seconds)
+            self._watcher.start()
+
+    def refresh_snapshot(self) -> bool:
+        """Swap in the published snapshot when it is not the one in use; True when one was swapped in.
+
+        The new indexes and catalog are loaded beside the current ones and replace them in one assignment;
+        questions in flight keep the snapshot they pinned. One primary-key read when nothing changed."""
+        if self.role != "follower":
+            return False
+        with self._refreshing:
+            published = read_published(self.store)
+            if published is None or published.version == self._current.version:
+                return False
+            retry_at = self._retry_at.get(published.version)
+            if retry_at is not None and time.monotonic() < retry_at:
+                return False
+            try:
+                index, lexical = self.snapshots.load(published.version, self._current.index.dim)
+            except SnapshotUnavailable as exc:
+                log.error("%s; still serving %s", exc, _describe(self._current))
+                self._retry_at = {published.version: time.monotonic() + RETRY_UNREADABLE_SECONDS}
+                return False
+            catalog = PassageCatalog(self.store).load()
+            previous = self._current
+            self._current = IndexSnapshot(published.version, index, lexical, catalog, published.published_at)
+            self._retry_at = {}
+            log.info("index snapshot %s in use: %d passage(s) (%s); was %s", version_name(published.version),
+                     len(index), index.kind, _describe(previous))
+            return True
+
+    def _writable(self) -> None:
+        if self.role == "follower":
+            raise ReadOnlyCorpus("this process serves the index snapshots `briefbot worker` publishes; "
+                                 "ingest with the worker (or `briefbot ingest`), not here")
+
     # --- search -----------------------------------------------------------------------------------
     def embed_query(self, text: str) -> np.ndarray:
         return self.encoder.encode([text])[0]
@@ -364,3 +555,8 @@ class Corpus:
     def lexical_search(self, question: str, k: int) -> list[tuple[int, float]]:
         return self.lexical.search(question, k)
 
+
+def _describe(snapshot: IndexSnapshot) -> str:
+    if snapshot.version is None:
+        return "no snapshot"
+    return f"snapshot {version_name(snapshot.version)}"

@@ -6,11 +6,13 @@ so they give the same answers.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Callable, TypeVar
 
 from bot.conversation import ConversationState, Intent, classify, contextual_query
 from bot.corpus import Corpus
@@ -134,6 +136,20 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+F = TypeVar("F", bound=Callable)
+
+
+def _one_snapshot(method: F) -> F:
+    """Answer on the index snapshot the call started on, even if a newer one is swapped in meanwhile."""
+
+    @functools.wraps(method)
+    def pinned(self: "BriefingService", *args, **kwargs):
+        with self.corpus.reading():
+            return method(self, *args, **kwargs)
+
+    return pinned  # type: ignore[return-value]
+
+
 class BriefingService:
     def __init__(self, corpus: Corpus, settings: Settings):
         self.corpus = corpus
@@ -142,6 +158,7 @@ class BriefingService:
         self.retriever = Retriever(corpus)
 
     # --- one question ---------------------------------------------------------------------------
+    @_one_snapshot
     def ask(self, question: str, k: int | None = None, exclude: set[int] | frozenset[int] = frozenset(),
             focus_article: int | None = None, mode: str = "hybrid", now: datetime | None = None) -> Answer:
         """The best `k` passages for `question`, or a plain decline with the latest headlines."""
@@ -229,6 +246,7 @@ class BriefingService:
         state.updated_at = datetime.now(timezone.utc).isoformat()
         self.store.save_conversation(chat_id, state.to_dict())
 
+    @_one_snapshot
     def chat(self, chat_id: str, message: str) -> Reply:
         """Answer one message of a conversation: new questions, follow-ups, "more", "who said that?", "what next?"."""
         state = self.load_state(chat_id)
@@ -261,6 +279,7 @@ class BriefingService:
         self.save_state(chat_id, state)
         return reply
 
+    @_one_snapshot
     def focus_on(self, chat_id: str, article_id: int) -> Reply:
         """Make an article the conversation's focus (a digest's "Ask about this"), so follow-ups are about it."""
         article = self.store.article(article_id)
@@ -276,6 +295,7 @@ class BriefingService:
         lead = f"Ask me anything about “{article.title}” — for example: why? who said that? what happened next?"
         return Reply("neighbour", lead, Answer(article.title, True, [result]), topic_id=state.topic_id)
 
+    @_one_snapshot
     def more(self, chat_id: str, topic_id: int | None = None) -> Reply:
         """The "More" button: the next results for a question this chat asked (the current one by default)."""
         state = self.load_state(chat_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -54,6 +56,13 @@ class Settings(BaseSettings):
 
     log_level: str = Field(default="INFO", validation_alias="BRIEFBOT_LOG_LEVEL")
 
+    # --- running at scale: index snapshots, the worker, health and metrics (bot/snapshots.py, bot/ops.py) ---
+    index_snapshots: Literal["auto", "follow", "off"] = Field(default="auto", validation_alias="BRIEFBOT_INDEX_SNAPSHOTS")
+    snapshot_poll_seconds: float = Field(default=5.0, gt=0, validation_alias="BRIEFBOT_SNAPSHOT_POLL_SECONDS")
+    snapshot_keep: int = Field(default=3, ge=1, validation_alias="BRIEFBOT_SNAPSHOT_KEEP")
+    watch: str = Field(default="", validation_alias="BRIEFBOT_WATCH")
+    worker_interval_seconds: float = Field(default=10.0, gt=0, validation_alias="BRIEFBOT_WORKER_INTERVAL_SECONDS")
+
     # --- sources: feeds and web pages (bot/fetch.py, bot/feeds.py) ---
     admin_ids: str = Field(default="", validation_alias="ADMIN_IDS")
     fetch_timeout: float = Field(default=15.0, gt=0, validation_alias="BRIEFBOT_FETCH_TIMEOUT")
@@ -86,6 +95,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'briefbot.db').resolve()}"
+
+    @property
+    def watch_dirs(self) -> list[Path]:
+        """BRIEFBOT_WATCH: the folders `briefbot worker` ingests from, separated by commas or the path separator."""
+        return [Path(p.strip()) for p in re.split(rf"[,{re.escape(os.pathsep)}]", self.watch) if p.strip()]
 
     @property
     def index_dir(self) -> Path:

@@ -121,6 +121,8 @@ async def feed_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Every BRIEFBOT_FEED_POLL_SECONDS (and right after /addfeed): poll the feeds the database says are due."""
     application = context.application
     app = briefbot(context)
+    if app.corpus.role == "follower":
+        return  # a serving replica: `briefbot worker` polls the feeds and publishes what they bring
     run = await asyncio.to_thread(app.feeds.poll_due, keep_going=lambda: application.running)
     if run is None:
         return  # a poll is still running; the next tick picks up whatever it left
