@@ -125,24 +125,27 @@ class OnnxModelCache:
     def meta_path(self, variant: str) -> Path:
         return self.cache_dir / f"{self.model.slug}-{variant}.onnx.json"
 
-    def read(self, variant: str) -> tuple[bytes, dict] | str:
-        """The cached model's bytes and sidecar, or why they can't be used."""
+    def read(self, variant: str) -> dict | str:
+        """The cached model's sidecar if the file is the one that was built, or why it can't be used.
+
+        The checksum is streamed, so checking a 90 MB model does not hold a second copy of it in memory.
+        """
         path, meta_path = self.path(variant), self.meta_path(variant)
         if not path.exists():
             return "not built yet"
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            data = path.read_bytes()
+            size, digest = _file_digest(path)
         except (OSError, ValueError) as exc:
             return f"unreadable ({exc.__class__.__name__}: {exc})"
-        if meta.get("source") != self.model.fingerprint():
+        if not isinstance(meta, dict) or meta.get("source") != self.model.fingerprint():
             return "built from another model or by an older recipe"
-        if meta.get("bytes") != len(data) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
+        if meta.get("bytes") != size or meta.get("sha256") != digest:
             return "damaged (size or checksum differs from when it was built)"
-        return data, meta
+        return meta
 
-    def load_or_build(self, variant: str, force: bool = False) -> tuple[bytes, dict]:
-        """The variant's bytes, building (both variants) first if needed; one builder at a time per folder.
+    def load_or_build(self, variant: str, force: bool = False) -> dict:
+        """The variant's sidecar once its file is good, building (both variants) first if needed; one builder at a time per folder.
 
         `force` rebuilds a file that checks out but that this onnxruntime cannot load.
         """
@@ -228,17 +231,17 @@ class OnnxEncoder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # warnings about unused initialisers etc. are noise
-        data, self.meta = self.cache.load_or_build(variant)
+        self.meta = self.cache.load_or_build(variant)
+        path = str(self.cache.path(variant))
         try:
-            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a file that hashes right but this onnxruntime can't run: rebuild once
             log.warning("ONNX model %s did not load (%s); rebuilding", self.cache.path(variant), exc)
-            data, self.meta = self.cache.load_or_build(variant, force=True)
+            self.meta = self.cache.load_or_build(variant, force=True)
             try:
-                self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+                self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             except Exception as again:
                 raise OnnxUnavailable(f"ONNX model does not load even after a rebuild: {again}") from again
-        del data
         self._inputs = {i.name for i in self._session.get_inputs()}
         output = self._session.get_outputs()[0]
         self._output = output.name
@@ -344,10 +347,9 @@ def build_variants(model: ModelFiles, cache_dir: Path) -> dict[str, dict]:
 
         sidecars = {}
         for name, path in (("fp32", fp32), ("int8", int8)):
-            data = path.read_bytes()
+            size, digest = _file_digest(path)
             sidecars[name] = {
-                "source": model.fingerprint(), "variant": name, "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(), "check_vs_torch": checks[name], "fused": stats,
+                "source": model.fingerprint(), "variant": name, "bytes": size, "sha256": digest, "check_vs_torch": checks[name], "fused": stats,
                 "onnxruntime": ort.__version__, "torch": torch.__version__, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             target = cache_dir / f"{model.slug}-{name}.onnx"
@@ -357,6 +359,15 @@ def build_variants(model: ModelFiles, cache_dir: Path) -> dict[str, dict]:
         _fsync_dir(cache_dir)
     log.info("exported %s: fused %s; cosine to torch fp32 %s, int8 %s", model.slug, stats, checks["fp32"], checks["int8"])
     return sidecars
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
 
 
 def _cosines(vectors: np.ndarray, reference: np.ndarray) -> dict:
