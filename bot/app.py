@@ -15,6 +15,7 @@ from index.embeddings import Encoder
 
 if TYPE_CHECKING:
     from bot.feeds import FeedService
+    from bot.ops import BotMetrics
     from bot.subscriptions import DigestService
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
@@ -43,6 +44,13 @@ class Briefbot:
     def close(self) -> None:
         """Stop background work (watching for index snapshots)."""
         self.corpus.close()
+
+    @cached_property
+    def metrics(self) -> "BotMetrics":
+        """Prometheus metrics of this application, in its own registry (bot/ops.py)."""
+        from bot.ops import BotMetrics
+
+        return BotMetrics(self.corpus)
 
     @cached_property
     def digests(self) -> "DigestService":

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     snapshot_keep: int = Field(default=3, ge=1, validation_alias="BRIEFBOT_SNAPSHOT_KEEP")
     watch: str = Field(default="", validation_alias="BRIEFBOT_WATCH")
     worker_interval_seconds: float = Field(default=10.0, gt=0, validation_alias="BRIEFBOT_WORKER_INTERVAL_SECONDS")
+    ops_listen: str = Field(default="127.0.0.1", validation_alias="BRIEFBOT_OPS_LISTEN")
+    ops_port: int = Field(default=9464, ge=0, le=65535, validation_alias="BRIEFBOT_OPS_PORT")
 
     # --- sources: feeds and web pages (bot/fetch.py, bot/feeds.py) ---
     admin_ids: str = Field(default="", validation_alias="ADMIN_IDS")

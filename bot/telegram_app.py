@@ -17,11 +17,14 @@ from telegram.ext import (
 )
 
 from bot.app import Briefbot
+from bot.ops import OpsServer
 from handlers import callbacks, commands, digests, errors, feeds, other, questions
 from handlers.common import BRIEFBOT
 from handlers.delivery import DeliveryRateLimiter
 
 log = logging.getLogger(__name__)
+
+OPS_SERVER = "ops_server"
 
 NO_TOKEN = (
     "TELEGRAM_BOT_TOKEN is not set. Get a token from @BotFather in Telegram (/newbot), then put\n"
@@ -54,7 +57,8 @@ def application_builder(token: str, base_url: str | None = None) -> ApplicationB
 
 def build_application(briefbot: Briefbot, builder: ApplicationBuilder) -> Application:
     """The PTB Application with every handler registered, over the given Briefbot."""
-    builder = builder.rate_limiter(DeliveryRateLimiter(max_retries=3)).concurrent_updates(True).post_init(_post_init)
+    builder = (builder.rate_limiter(DeliveryRateLimiter(max_retries=3)).concurrent_updates(True)
+               .post_init(_post_init).post_shutdown(_post_shutdown))
     application = builder.build()
     application.bot_data[BRIEFBOT] = briefbot
     for handler in logging.getLogger().handlers:
@@ -112,7 +116,24 @@ def _add_feed_handlers(application: Application, fresh: filters.BaseFilter) -> N
 
 
 async def _post_init(application: Application) -> None:
+    ops: OpsServer | None = application.bot_data.get(OPS_SERVER)
+    if ops is not None:
+        await ops.start()
     await application.bot.set_my_commands(commands.COMMANDS)
+
+
+async def _post_shutdown(application: Application) -> None:
+    ops: OpsServer | None = application.bot_data.get(OPS_SERVER)
+    if ops is not None:
+        await ops.stop()
+    application.bot_data[BRIEFBOT].close()
+
+
+def serve_operations(application: Application, listen: str, port: int) -> OpsServer:
+    """/healthz and /metrics on their own port, started and stopped with the application (bot/ops.py)."""
+    ops = OpsServer(application.bot_data[BRIEFBOT], listen, port)
+    application.bot_data[OPS_SERVER] = ops
+    return ops
 
 
 def run(briefbot: Briefbot) -> int:
@@ -126,6 +147,8 @@ def run(briefbot: Briefbot) -> int:
     if settings.webhook_url:
         path = urlparse(settings.webhook_url).path.lstrip("/")
         log.info("starting webhook server on %s:%s", settings.webhook_listen, settings.webhook_port)
+        if settings.ops_port:
+            serve_operations(application, settings.ops_listen, settings.ops_port)
         application.run_webhook(
             listen=settings.webhook_listen, port=settings.webhook_port, url_path=path,
             webhook_url=settings.webhook_url, secret_token=settings.webhook_secret,

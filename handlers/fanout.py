@@ -128,6 +128,7 @@ class DigestFanout:
             except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
                 kind = failure_kind(exc)
                 error = f"{type(exc).__name__}: {exc}"
+                self.briefbot.metrics.digests_failed.labels(kind).inc()
                 if kind == "blocked":
                     await asyncio.to_thread(service.mark_blocked, item.delivery_id, error)
                 elif kind == "refused":
@@ -140,4 +141,6 @@ class DigestFanout:
                 return sent
             await asyncio.to_thread(service.mark_part_sent, item.delivery_id, part, result.message_id)
             sent += 1
+            if part == len(messages) - 1:
+                self.briefbot.metrics.digests_sent.inc()
         return sent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 from telegram import Update
 from telegram.constants import ChatType
@@ -28,11 +29,16 @@ async def answer_text(update: Update, context: ContextTypes.DEFAULT_TYPE, text: 
         return
     await typing(context, chat_id)
     async with chat_lock(context, chat_id):
+        started, outcome = time.perf_counter(), "error"
         try:
             reply = await in_worker(app.service.chat, chat_key(update), text)
+            outcome = reply.kind
         except BadQuestion as exc:
+            outcome = "bad"
             await send_html(context.bot, chat_id, esc(str(exc)))
             return
+        finally:
+            app.metrics.observe_question(outcome, time.perf_counter() - started)
         await send_reply(context, chat_id, reply)
 
 
