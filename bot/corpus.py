@@ -487,6 +487,9 @@ class Corpus:
         on disk never changes once written. Old snapshots are pruned to BRIEFBOT_SNAPSHOT_KEEP."""
         if self.role != "publisher":
             raise ReadOnlyCorpus(f"only the publisher publishes index snapshots (this process is {self.role})")
+        # Another writer (`briefbot ingest` beside the worker) may have stored articles since this process
+        # last looked: publish the database as it is now, not as this process last saw it.
+        self.sync()
         published = read_published(self.store)
         version = max([published.version if published else 0, *self.snapshots.versions()]) + 1
         while True:

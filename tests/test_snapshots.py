@@ -245,6 +245,26 @@ def test_a_snapshot_is_named_only_when_complete_and_old_ones_are_pruned(data_dir
     assert follower.service.ask(OLD_QUESTION).answered, "and the one in use keeps answering"
 
 
+def test_a_snapshot_holds_what_another_writer_stored_meanwhile(data_dir, tmp_path, opened, capsys):
+    """`briefbot ingest` beside the worker: whichever publishes next publishes the database as it is then."""
+    from bot.cli import main
+
+    worker = opened(settings_for(data_dir), writer=True, publish=True)
+    (tmp_path / "new.jsonl").write_text(json.dumps(new_articles(0)[0]) + "\n", encoding="utf-8")
+    assert main(["ingest", "-q", "--data-dir", str(data_dir), str(tmp_path / "new.jsonl")]) == 0
+    by_ingest = read_published(worker.corpus.store)
+    assert by_ingest.version == worker.corpus.snapshot.version + 1, "the ingest command published, too"
+    published = worker.corpus.publish()  # the worker's next publication, knowing nothing of that ingest
+    assert published.passages == by_ingest.passages == len(worker.corpus.store.passage_ids())
+    follower = opened(settings_for(data_dir))
+    assert NEW_TITLE in titles(follower.service.ask(NEW_QUESTION))
+
+    capsys.readouterr()
+    assert main(["status", "--json", "--data-dir", str(data_dir)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["snapshot"]["version"] == published.version and status["snapshot"]["on_disk"] >= 2
+
+
 def test_without_a_worker_nothing_changes(make_app, tmp_path):
     """Single-process use: no snapshot is published or looked for; ingest then ask works as before."""
     (tmp_path / "a.jsonl").write_text(json.dumps(new_articles(0)[0]) + "\n", encoding="utf-8")
