@@ -145,7 +145,9 @@ class OnnxModelCache:
         return meta
 
     def load_or_build(self, variant: str, force: bool = False) -> dict:
-        """The variant's sidecar once its file is good, building (both variants) first if needed; one builder at a time per folder.
+        """The variant's sidecar once its file is good, building both variants first if needed.
+
+        One builder at a time per folder (a file lock); the others wait and then use its files.
 
         `force` rebuilds a file that checks out but that this onnxruntime cannot load.
         """
@@ -349,8 +351,9 @@ def build_variants(model: ModelFiles, cache_dir: Path) -> dict[str, dict]:
         for name, path in (("fp32", fp32), ("int8", int8)):
             size, digest = _file_digest(path)
             sidecars[name] = {
-                "source": model.fingerprint(), "variant": name, "bytes": size, "sha256": digest, "check_vs_torch": checks[name], "fused": stats,
-                "onnxruntime": ort.__version__, "torch": torch.__version__, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "source": model.fingerprint(), "variant": name, "bytes": size, "sha256": digest,
+                "check_vs_torch": checks[name], "fused": stats, "onnxruntime": ort.__version__,
+                "torch": torch.__version__, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             target = cache_dir / f"{model.slug}-{name}.onnx"
             os.chmod(path, 0o644)
