@@ -26,7 +26,8 @@ from typing import Callable
 from bot.catalog import PassageCatalog
 from bot.storage import Store
 from index.lexical import LexicalCorrupt, LexicalIndex
-from index.vectors import IndexCorrupt, VectorIndex, _fsync_dir
+from index.atomic import fsync_dir
+from index.vectors import IndexCorrupt, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,12 @@ class SnapshotDir:
                 json.dump(manifest, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-            _fsync_dir(temp)
+            fsync_dir(temp)
             os.rename(temp, target)  # atomic; fails rather than replace an existing, non-empty folder
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return target
 
     def load(self, version: int, dim: int) -> tuple[VectorIndex, LexicalIndex]:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import bm25s
 import numpy as np
 import Stemmer
+
+from index.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -134,30 +134,19 @@ class LexicalIndex:
 
     # --- persistence -----------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            arrays = {"ids": self._ids}
-            meta = {}
-            if self._retriever is not None:
-                scores = self._retriever.scores
-                arrays.update(data=scores["data"], indices=scores["indices"], indptr=scores["indptr"])
-                if getattr(self._retriever, "nonoccurrence_array", None) is not None:
-                    arrays["nonoccurrence"] = self._retriever.nonoccurrence_array
-                meta = {"num_docs": int(scores["num_docs"]), "vocab": self._retriever.vocab_dict,
-                        "params": {"k1": self._retriever.k1, "b": self._retriever.b, "delta": self._retriever.delta,
-                                   "method": self._retriever.method, "idf_method": self._retriever.idf_method}}
-            arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-            with open(tmp_name, "wb") as handle:
-                np.savez(handle, **arrays)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp_name, 0o644)
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        """One .npz file (ids, the sparse score matrix, vocabulary, parameters), replaced atomically."""
+        arrays = {"ids": self._ids}
+        meta = {}
+        if self._retriever is not None:
+            scores = self._retriever.scores
+            arrays.update(data=scores["data"], indices=scores["indices"], indptr=scores["indptr"])
+            if getattr(self._retriever, "nonoccurrence_array", None) is not None:
+                arrays["nonoccurrence"] = self._retriever.nonoccurrence_array
+            meta = {"num_docs": int(scores["num_docs"]), "vocab": self._retriever.vocab_dict,
+                    "params": {"k1": self._retriever.k1, "b": self._retriever.b, "delta": self._retriever.delta,
+                               "method": self._retriever.method, "idf_method": self._retriever.idf_method}}
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+        write_atomically(path, lambda handle: np.savez(handle, **arrays))
 
     @classmethod
     def load(cls, path: Path) -> "LexicalIndex":

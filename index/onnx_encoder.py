@@ -30,6 +30,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from index.atomic import fsync_dir, write_atomically
+
 log = logging.getLogger(__name__)
 
 VARIANTS = ("fp32", "int8")
@@ -359,7 +361,7 @@ def build_variants(model: ModelFiles, cache_dir: Path) -> dict[str, dict]:
             os.chmod(path, 0o644)
             os.replace(path, target)  # same folder, so the rename is atomic: readers see old or new, never half
             _write_atomic(cache_dir / f"{model.slug}-{name}.onnx.json", json.dumps(sidecars[name], indent=2))
-        _fsync_dir(cache_dir)
+        fsync_dir(cache_dir)
     log.info("exported %s: fused %s; cosine to torch fp32 %s, int8 %s", model.slug, stats, checks["fp32"], checks["int8"])
     return sidecars
 
@@ -389,30 +391,7 @@ def _quiet_export() -> Iterator[None]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
-import tempfile
 import threading
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from index.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -183,24 +183,12 @@ class VectorIndex:
 
     # --- persistence ------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Write to a temporary file in the same folder, fsync, then rename over the old one."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """One file (FAISS bytes, kind, tombstones), replaced atomically."""
         buffer = io.BytesIO()
         with self._lock:
             np.savez(buffer, faiss=faiss.serialize_index(self._index), kind=np.array(self.kind),
                      deleted=np.asarray(sorted(self._deleted), dtype=np.int64))
-        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(buffer.getbuffer())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp_name, 0o644)  # mkstemp makes it private; the index holds nothing secret
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        write_atomically(path, lambda handle: handle.write(buffer.getbuffer()))
 
     @classmethod
     def load(cls, path: Path, dim: int) -> "VectorIndex":
@@ -217,15 +205,3 @@ class VectorIndex:
             faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
         return cls(dim, index, kind, deleted)
 
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
