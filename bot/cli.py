@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
+from bot import cli_migrate
 from bot.app import SAMPLES_DIR, Briefbot, configure_logging
 from bot.render_text import render_answer, render_reply
 from bot.service import BadQuestion
@@ -731,6 +732,7 @@ COMMANDS["encoders"] = cmd_encoders
 
 COMMANDS.update(DIGEST_COMMANDS)
 COMMANDS["feeds"] = cmd_feeds
+COMMANDS["migrate"] = lambda args: cli_migrate.cmd_migrate(args, _settings(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -802,6 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_digest_parsers(sub, common)
     _add_feed_parsers(sub, common)
+    cli_migrate.add_parser(sub, common)
     return parser
 
 

@@ -10,6 +10,8 @@ import functools
 import json
 import logging
 import math
+import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, TypeVar
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 COVERAGE_WEIGHT = 0.3  # evidence = cosine + this * share of the question's rare words in the passage
 FOCUS_RELEVANCE_FACTOR = 0.6  # the article in focus needs this share of the usual relevance
 FOLLOW_UP_COVERAGE = 0.4  # share of a question's (IDF-weighted) words found in the focus article
+TURN_ATTEMPTS = 10  # a conversation turn is run again on the newer state when another replica saved the chat
 
 
 class BadQuestion(ValueError):
@@ -237,19 +240,45 @@ class BriefingService:
 
     # --- a conversation -----------------------------------------------------------------------------
     def load_state(self, chat_id: str) -> ConversationState:
+        return self._load(chat_id)[0]
+
+    def _load(self, chat_id: str) -> tuple[ConversationState, int | None]:
+        """The chat's state and the version it was stored at (None: nothing stored yet)."""
         row = self.store.load_conversation(chat_id)
         data = json.loads(row.state_json) if row else None
         ttl = timedelta(minutes=self.settings.conversation_ttl_minutes)
-        return ConversationState.from_dict(data, ttl)
+        return ConversationState.from_dict(data, ttl), (row.version if row else None)
 
-    def save_state(self, chat_id: str, state: ConversationState) -> None:
+    def save_state(self, chat_id: str, state: ConversationState, version: int | None) -> bool:
+        """Store the state if the chat is still at `version`; False if another process saved it meanwhile."""
         state.updated_at = datetime.now(timezone.utc).isoformat()
-        self.store.save_conversation(chat_id, state.to_dict())
+        return self.store.save_conversation(chat_id, state.to_dict(), version)
+
+    def _turn(self, chat_id: str, step: Callable[[ConversationState], tuple[Reply, ConversationState]]) -> Reply:
+        """One turn of a conversation, saved only if no other process saved the chat since it was read.
+
+        Replicas can get two messages of one chat at the same moment. The second to save finds the version
+        moved and runs its turn again on the newer state, so neither message is lost and no reply is built on
+        a state that was overwritten. A turn needs one more attempt per turn saved meanwhile, so the attempts
+        only run out when more than TURN_ATTEMPTS messages of one chat arrive while one is being answered.
+        """
+        for attempt in range(1, TURN_ATTEMPTS + 1):
+            state, version = self._load(chat_id)
+            reply, state = step(state)
+            if self.save_state(chat_id, state, version):
+                return reply
+            log.info("conversation %s changed while answering (attempt %d): answering on the newer state",
+                     chat_id, attempt)
+            time.sleep(random.uniform(0, 0.01 * attempt))  # let the other writer finish its next turn, if any
+        log.warning("conversation %s kept changing; the reply's state was not saved", chat_id)
+        return reply
 
     @_one_snapshot
     def chat(self, chat_id: str, message: str) -> Reply:
         """Answer one message of a conversation: new questions, follow-ups, "more", "who said that?", "what next?"."""
-        state = self.load_state(chat_id)
+        return self._turn(chat_id, lambda state: self._chat(chat_id, state, message))
+
+    def _chat(self, chat_id: str, state: ConversationState, message: str) -> tuple[Reply, ConversationState]:
         intent = classify(message, state.has_context)
         if intent is Intent.QUESTION and state.focus_article is not None and self._about_focus(message, state):
             intent = Intent.FOLLOW_UP
@@ -276,8 +305,7 @@ class BriefingService:
                 reply = Reply("declined", "I have nothing on that in the articles I know. The latest headlines:", answer)
                 if intent is Intent.QUESTION:
                     state = ConversationState()  # a new topic with no answer leaves nothing to follow up
-        self.save_state(chat_id, state)
-        return reply
+        return reply, state
 
     @_one_snapshot
     def focus_on(self, chat_id: str, article_id: int) -> Reply:
@@ -286,22 +314,22 @@ class BriefingService:
         first = self.store.passage_at(article_id, 0) if article else None
         if article is None or first is None:
             return Reply("notice", "That story is no longer stored.", Answer("", False))
-        state = self.load_state(chat_id)
-        state.query = article.title
-        state.topic_id = self.store.create_topic(chat_id, article.title, [first.id]).id
         result = self.passage_result(first.id)
-        self._show(state, [result])
-        self.save_state(chat_id, state)
         lead = f"Ask me anything about “{article.title}” — for example: why? who said that? what happened next?"
-        return Reply("neighbour", lead, Answer(article.title, True, [result]), topic_id=state.topic_id)
+
+        def step(state: ConversationState) -> tuple[Reply, ConversationState]:
+            state.query = article.title
+            state.topic_id = self.store.create_topic(chat_id, article.title, [first.id]).id
+            self._show(state, [result])
+            return Reply("neighbour", lead, Answer(article.title, True, [result]), topic_id=state.topic_id), state
+
+        return self._turn(chat_id, step)
 
     @_one_snapshot
     def more(self, chat_id: str, topic_id: int | None = None) -> Reply:
         """The "More" button: the next results for a question this chat asked (the current one by default)."""
-        state = self.load_state(chat_id)
-        reply = self._more(chat_id, state, topic_id if topic_id is not None else state.topic_id)
-        self.save_state(chat_id, state)
-        return reply
+        return self._turn(chat_id, lambda state: (
+            self._more(chat_id, state, topic_id if topic_id is not None else state.topic_id), state))
 
     def _more(self, chat_id: str, state: ConversationState, topic_id: int | None) -> Reply:
         topic = self.store.topic(topic_id) if topic_id is not None else None

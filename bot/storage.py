@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint, event
+from sqlalchemy import (BigInteger, Column, DateTime, Integer, LargeBinary, Text, UniqueConstraint, and_, case, event, or_,
+                        update)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, func, select
 
+from bot import schema
 from index.types import Speaker
 
 log = logging.getLogger(__name__)
@@ -25,19 +31,42 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class UTCDateTime(TypeDecorator):
+    """Timestamps come back as aware UTC on every database, so code never compares naive with aware values.
+
+    PostgreSQL stores `timestamptz`; SQLite keeps naive UTC text as before (its format sorts and compares
+    correctly as text). A naive value given to the database is taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = _utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
 class Article(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     article_key: str = Field(index=True, unique=True, max_length=512)  # external id, url or title+source
-    external_id: str | None = Field(default=None, max_length=256)
+    external_id: str | None = Field(default=None, sa_column=Column(Text))
     title: str = Field(sa_column=Column(Text, nullable=False))
-    source: str | None = Field(default=None, max_length=256)
-    author: str | None = Field(default=None, max_length=512)
-    dateline: str | None = Field(default=None, max_length=256)
-    published: datetime | None = Field(default=None, index=True)
+    # free text from outside (files, feeds): unbounded, so PostgreSQL never refuses what SQLite would keep
+    source: str | None = Field(default=None, sa_column=Column(Text))
+    author: str | None = Field(default=None, sa_column=Column(Text))
+    dateline: str | None = Field(default=None, sa_column=Column(Text))
+    published: datetime | None = Field(default=None, index=True, sa_type=UTCDateTime)
     url: str | None = Field(default=None, sa_column=Column(Text))
     text: str = Field(sa_column=Column(Text, nullable=False))  # cleaned text; passage spans point into it
     content_hash: str = Field(index=True, max_length=64)
-    ingested_at: datetime = Field(default_factory=utcnow, index=True)
+    ingested_at: datetime = Field(default_factory=utcnow, index=True, sa_type=UTCDateTime)
 
 
 class Passage(SQLModel, table=True):
@@ -58,9 +87,13 @@ class Passage(SQLModel, table=True):
 
 
 class Conversation(SQLModel, table=True):
+    """One chat's state. `version` goes up with every write, so a replica saving a state read before another
+    replica's write finds out (compare-and-set) instead of silently undoing it."""
+
     chat_id: str = Field(primary_key=True, max_length=64)
     state_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    version: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0, server_default="0"))
 
 
 class Topic(SQLModel, table=True):
@@ -70,7 +103,7 @@ class Topic(SQLModel, table=True):
     chat_id: str = Field(index=True, max_length=64)
     query: str = Field(sa_column=Column(Text, nullable=False))
     shown_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
     @property
     def shown(self) -> list[int]:
@@ -80,6 +113,21 @@ class Topic(SQLModel, table=True):
 class Meta(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+CAS_ATTEMPTS = 20
+
+
+def _insert(session: Session, model: type[SQLModel]):
+    """INSERT with ON CONFLICT for the database in use (both SQLite and PostgreSQL have it)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - guarded by make_engine's users
+        raise NotImplementedError(f"Briefbot runs on SQLite or PostgreSQL, not {name}")
+    return insert(model)
 
 
 def make_engine(url: str) -> Engine:
@@ -97,6 +145,9 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
+    if url.startswith("postgresql"):
+        # Sessions in UTC, so anything that reads timestamps as text (psql, logs) sees what the bot sees.
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
     return create_engine(url, pool_pre_ping=True)
 
 
@@ -113,10 +164,12 @@ def bytes_to_matrix(blobs: Sequence[bytes], dim: int) -> np.ndarray:
 class Store:
     """Data access for the briefing service. Methods open short sessions; objects come back detached."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, migrate: bool = True):
+        """Open the database and bring its schema to head (the Alembic migrations in bot/migrations)."""
         self.url = url
         self.engine = make_engine(url)
-        SQLModel.metadata.create_all(self.engine)
+        if migrate:
+            schema.upgrade(self.engine)
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -260,10 +313,10 @@ class Store:
             return row.value if row else None
 
     def set_meta(self, key: str, value: str) -> None:
+        """Insert or replace in one statement, so two processes setting the same key never collide."""
         with self.session() as session:
-            row = session.get(Meta, key) or Meta(key=key, value=value)
-            row.value = value
-            session.add(row)
+            statement = _insert(session, Meta).values(key=key, value=value)
+            session.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
             session.commit()
 
     # --- topics (questions asked, for "More") -------------------------------------------------------
@@ -279,27 +332,49 @@ class Store:
             return session.get(Topic, topic_id)
 
     def extend_topic(self, topic_id: int, shown: list[int]) -> None:
-        with self.session() as session:
-            topic = session.get(Topic, topic_id)
-            if topic is None:
-                return
-            known = topic.shown
-            topic.shown_json = json.dumps(known + [i for i in shown if i not in known])
-            session.add(topic)
-            session.commit()
+        """Add passages to what a topic has shown. Compare-and-set on the stored list, so two replicas
+        answering "More" at once both get their passages recorded."""
+        for _ in range(CAS_ATTEMPTS):
+            with self.session() as session:
+                current = session.exec(select(Topic.shown_json).where(Topic.id == topic_id)).first()
+                if current is None:
+                    return
+                known = [int(i) for i in json.loads(current or "[]")]
+                wanted = json.dumps(known + [i for i in dict.fromkeys(shown) if i not in known])
+                if wanted == current:
+                    return
+                result = session.execute(
+                    update(Topic).where(Topic.id == topic_id, Topic.shown_json == current).values(shown_json=wanted)
+                    .execution_options(synchronize_session=False)
+                )
+                session.commit()
+                if result.rowcount == 1:
+                    return
+        raise RuntimeError(f"topic {topic_id}: shown passages kept changing under {CAS_ATTEMPTS} attempts")
 
     # --- conversations -----------------------------------------------------------------------
     def load_conversation(self, chat_id: str) -> Conversation | None:
         with self.session() as session:
             return session.get(Conversation, chat_id)
 
-    def save_conversation(self, chat_id: str, state: dict) -> None:
+    def save_conversation(self, chat_id: str, state: dict, expected_version: int | None) -> bool:
+        """Write a chat's state only if it is still the version it was read at (None: there was no row).
+
+        False when another process wrote the chat in between: the caller runs its turn again on the newer
+        state rather than overwrite it (bot/service.py).
+        """
+        values = {"state_json": json.dumps(state), "updated_at": utcnow()}
         with self.session() as session:
-            row = session.get(Conversation, chat_id) or Conversation(chat_id=chat_id)
-            row.state_json = json.dumps(state)
-            row.updated_at = utcnow()
-            session.add(row)
+            if expected_version is None:
+                statement = (_insert(session, Conversation).values(chat_id=chat_id, version=1, **values)
+                             .on_conflict_do_nothing(index_elements=["chat_id"]))
+            else:
+                statement = (update(Conversation)
+                             .where(Conversation.chat_id == chat_id, Conversation.version == expected_version)
+                             .values(version=expected_version + 1, **values))
+            saved = len(session.execute(statement.returning(Conversation.chat_id)).all()) == 1
             session.commit()
+            return saved
 
     # --- daily digests (tables at the end of this module) ------------------------------------------------
     def digest_articles(self, since: datetime, until: datetime, limit: int) -> list[tuple]:
@@ -346,18 +421,27 @@ class Store:
 
     def save_subscriber(self, subscriber: "Subscriber", fields: Iterable[str] | None = None) -> "Subscriber":
         """Insert a subscriber, or write only `fields` of an existing one (so a settings change made at the
-        moment the fan-out moves the schedule on never puts an older schedule back)."""
+        moment the fan-out moves the schedule on never puts an older schedule back).
+
+        Two replicas inserting the same new chat at once: the second finds the first's row and updates it.
+        """
         subscriber.updated_at = utcnow()
+        names = [n for n in (fields if fields is not None else type(subscriber).model_fields) if n != "id"]
         with self.session() as session:
             stored = session.get(Subscriber, subscriber.id) if subscriber.id is not None else None
             if stored is None:
-                session.add(subscriber)
-                stored = subscriber
-            else:
-                for name in list(fields if fields is not None else type(subscriber).model_fields) + ["updated_at"]:
-                    if name != "id":
+                try:
+                    with session.begin_nested():
+                        session.add(subscriber)
+                    stored = subscriber
+                except IntegrityError:
+                    stored = session.exec(select(Subscriber).where(Subscriber.chat_id == subscriber.chat_id)).one()
+                    for name in names + ["updated_at"]:
                         setattr(stored, name, getattr(subscriber, name))
-                session.add(stored)
+            else:
+                for name in names + ["updated_at"]:
+                    setattr(stored, name, getattr(subscriber, name))
+            session.add(stored)
             session.commit()
             session.refresh(stored)
             return stored
@@ -369,16 +453,45 @@ class Store:
                 query = query.where(Subscriber.subscribed == True)  # noqa: E712 - SQL expression
             return list(session.exec(query))
 
+    @staticmethod
+    def _due(now: datetime):
+        return and_(
+            Subscriber.subscribed == True,  # noqa: E712 - SQL expression
+            Subscriber.paused_reason.is_(None),
+            Subscriber.next_due_at.is_not(None),
+            Subscriber.next_due_at <= _utc(now),
+        )
+
     def due_subscribers(self, now: datetime, limit: int = 100_000) -> list["Subscriber"]:
         """Subscribed, not paused, and their next slot has come: the question the fan-out asks every minute."""
         with self.session() as session:
             return list(session.exec(
-                select(Subscriber).where(
-                    Subscriber.subscribed == True,  # noqa: E712
-                    Subscriber.paused_reason.is_(None),
-                    Subscriber.next_due_at.is_not(None),
-                    Subscriber.next_due_at <= _utc(now),
-                ).order_by(Subscriber.next_due_at, Subscriber.id).limit(limit)
+                select(Subscriber).where(self._due(now)).order_by(Subscriber.next_due_at, Subscriber.id).limit(limit)
+            ))
+
+    def claim_due_subscribers(self, now: datetime, claim: "Claim", limit: int = 500) -> list["Subscriber"]:
+        """Take up to `limit` due subscribers that no live process holds, for this one to compose.
+
+        One conditional UPDATE: on PostgreSQL its candidates are picked FOR UPDATE SKIP LOCKED, so replicas
+        claiming at the same moment take different rows instead of queueing on the same ones; on SQLite the
+        statement runs alone under the database's write lock. A claim whose holder stopped renewing it (dead)
+        is free again once it has run out.
+        """
+        free = claim.free(Subscriber.claimed_by, Subscriber.claimed_until)
+        candidates = (select(Subscriber.id).where(self._due(now), free)
+                      .order_by(Subscriber.next_due_at, Subscriber.id).limit(limit).with_for_update(skip_locked=True))
+        with self.session() as session:
+            ids = session.execute(
+                update(Subscriber).where(Subscriber.id.in_(candidates))
+                .values(claimed_by=claim.owner, claimed_until=claim.until())
+                .returning(Subscriber.id).execution_options(synchronize_session=False)
+            ).scalars().all()
+            session.commit()
+            if not ids:
+                return []
+            return list(session.exec(
+                select(Subscriber).where(Subscriber.id.in_(ids), Subscriber.claimed_by == claim.owner)
+                .order_by(Subscriber.next_due_at, Subscriber.id)
             ))
 
     def set_schedules(self, schedules: dict[int, tuple[datetime | None, str | None]]) -> None:
@@ -403,35 +516,52 @@ class Store:
             return session.get(DigestEdition, edition_id)
 
     def plan_deliveries(self, deliveries: list["DigestDelivery"],
-                        schedules: dict[int, tuple[datetime | None, str | None]]) -> int:
+                        schedules: dict[int, tuple[datetime | None, str | None]], owner: str | None = None) -> int:
         """Record the day's deliveries and move the subscribers' schedules on, in one transaction.
 
-        A (subscriber, local date) that already has a delivery keeps it: that is the exactly-once key.
-        Returns how many new deliveries were recorded.
+        A (subscriber, local date) that already has a delivery keeps it (INSERT ... ON CONFLICT DO NOTHING on
+        that unique key): that is the exactly-once key. With `owner`, only subscribers this process still
+        holds are touched, and their claims are released; one whose claim passed to another process (this one
+        looked dead) is left to that process. Returns how many new deliveries were recorded.
         """
-        wanted = {(d.subscriber_id, d.local_date) for d in deliveries}
         with self.session() as session:
-            existing: set[tuple[int, str]] = set()
-            ids = sorted({s for s, _ in wanted})
-            for offset in range(0, len(ids), 500):
-                rows = session.exec(select(DigestDelivery.subscriber_id, DigestDelivery.local_date).where(
-                    DigestDelivery.subscriber_id.in_(ids[offset : offset + 500]))).all()
-                existing.update((r[0], r[1]) for r in rows if (r[0], r[1]) in wanted)
+            held: set[int] | None = None
+            if owner is not None:
+                held = set(session.exec(select(Subscriber.id).where(Subscriber.claimed_by == owner)))
             added = 0
             for delivery in deliveries:
-                key = (delivery.subscriber_id, delivery.local_date)
-                if key in existing:
+                if held is not None and delivery.subscriber_id not in held:
                     continue
-                existing.add(key)
-                session.add(delivery)
-                added += 1
+                statement = (_insert(session, DigestDelivery).values(**delivery.model_dump(exclude={"id"}))
+                             .on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"]))
+                added += len(session.execute(statement.returning(DigestDelivery.id)).all())
             for subscriber_id, (due_at, due_date) in schedules.items():
-                row = session.get(Subscriber, subscriber_id)
-                if row is not None:
-                    row.next_due_at, row.next_due_date = (_utc(due_at) if due_at else None), due_date
-                    session.add(row)
+                if held is not None and subscriber_id not in held:
+                    continue
+                statement = update(Subscriber).where(Subscriber.id == subscriber_id)
+                if owner is not None:
+                    statement = statement.where(Subscriber.claimed_by == owner)
+                session.execute(statement.values(next_due_at=_utc(due_at) if due_at else None, next_due_date=due_date,
+                                                 claimed_by=None, claimed_until=None)
+                                .execution_options(synchronize_session=False))
+            if owner is not None:
+                self._release_subscribers(session, owner)
             session.commit()
             return added
+
+    def release_subscribers(self, owner: str) -> int:
+        """Give up this process's claims on subscribers (composition failed or the process is stopping)."""
+        with self.session() as session:
+            count = self._release_subscribers(session, owner)
+            session.commit()
+            return count
+
+    @staticmethod
+    def _release_subscribers(session: Session, owner: str) -> int:
+        return session.execute(
+            update(Subscriber).where(Subscriber.claimed_by == owner).values(claimed_by=None, claimed_until=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
 
     def has_delivery(self, subscriber_id: int, local_date: str) -> bool:
         with self.session() as session:
@@ -442,16 +572,87 @@ class Store:
         with self.session() as session:
             return session.get(DigestDelivery, delivery_id)
 
+    @staticmethod
+    def _sendable(now: datetime):
+        return or_(DigestDelivery.status == "pending",
+                   and_(DigestDelivery.status == "retry", DigestDelivery.next_attempt_at <= _utc(now)))
+
     def sendable_deliveries(self, now: datetime, limit: int = 500) -> list["DigestDelivery"]:
         """Pending deliveries, and retries whose time has come, oldest first."""
-        now = _utc(now)
         with self.session() as session:
             return list(session.exec(
-                select(DigestDelivery).where(
-                    (DigestDelivery.status == "pending")
-                    | ((DigestDelivery.status == "retry") & (DigestDelivery.next_attempt_at <= now))
-                ).order_by(DigestDelivery.slot_at, DigestDelivery.id).limit(limit)
+                select(DigestDelivery).where(self._sendable(now))
+                .order_by(DigestDelivery.slot_at, DigestDelivery.id).limit(limit)
             ))
+
+    def claim_deliveries(self, now: datetime, claim: "Claim", limit: int = 1) -> list["DigestDelivery"]:
+        """Take up to `limit` sendable deliveries (pending, or retries whose time has come) that no live process
+        holds; the same conditional UPDATE (FOR UPDATE SKIP LOCKED on PostgreSQL) as claim_due_subscribers.
+        Only the holder may then write the row (update_delivery's `owner`), so two replicas never both send it.
+        """
+        free = claim.free(DigestDelivery.run_id, DigestDelivery.lease_until)
+        candidates = (select(DigestDelivery.id).where(self._sendable(now), free)
+                      .order_by(DigestDelivery.slot_at, DigestDelivery.id).limit(limit)
+                      .with_for_update(skip_locked=True))
+        with self.session() as session:
+            ids = session.execute(
+                update(DigestDelivery).where(DigestDelivery.id.in_(candidates))
+                .values(run_id=claim.owner, lease_until=claim.until())
+                .returning(DigestDelivery.id).execution_options(synchronize_session=False)
+            ).scalars().all()
+            session.commit()
+            if not ids:
+                return []
+            return list(session.exec(
+                select(DigestDelivery).where(DigestDelivery.id.in_(ids), DigestDelivery.run_id == claim.owner)
+                .order_by(DigestDelivery.slot_at, DigestDelivery.id)
+            ))
+
+    def interrupted_deliveries(self, claim: "Claim") -> list["DigestDelivery"]:
+        """Deliveries left "sending" by a process that is gone: its lease ran out, or it was an earlier run of
+        this same replica (restarted). One of its messages may have reached Telegram."""
+        with self.session() as session:
+            return list(session.exec(select(DigestDelivery).where(
+                DigestDelivery.status == "sending", claim.free(DigestDelivery.run_id, DigestDelivery.lease_until),
+                or_(DigestDelivery.run_id.is_(None), DigestDelivery.run_id != claim.owner),
+            ).order_by(DigestDelivery.id)))
+
+    def renew_leases(self, claim: "Claim") -> int:
+        """Extend every claim this process holds (its heartbeat); returns how many rows it renewed.
+
+        Rows another transaction has locked right now are skipped (SKIP LOCKED): that transaction is this
+        process moving them on anyway, and a heartbeat that waited for it could deadlock with it.
+        """
+        until = claim.until()
+        held_deliveries = (select(DigestDelivery.id)
+                           .where(DigestDelivery.run_id == claim.owner,
+                                  DigestDelivery.status.in_(["pending", "sending", "retry"]),
+                                  DigestDelivery.lease_until.is_not(None))
+                           .with_for_update(skip_locked=True))
+        held_subscribers = (select(Subscriber.id).where(Subscriber.claimed_by == claim.owner)
+                            .with_for_update(skip_locked=True))
+        with self.session() as session:
+            count = session.execute(
+                update(DigestDelivery).where(DigestDelivery.id.in_(held_deliveries)).values(lease_until=until)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            count += session.execute(
+                update(Subscriber).where(Subscriber.id.in_(held_subscribers)).values(claimed_until=until)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            session.commit()
+            return count
+
+    def release_deliveries(self, owner: str) -> int:
+        """Hand back claimed deliveries this process has not started sending (it is stopping)."""
+        with self.session() as session:
+            count = session.execute(
+                update(DigestDelivery).where(DigestDelivery.run_id == owner,
+                                             DigestDelivery.status.in_(["pending", "retry"]))
+                .values(run_id=None, lease_until=None).execution_options(synchronize_session=False)
+            ).rowcount
+            session.commit()
+            return count
 
     def deliveries_with_status(self, statuses: Iterable[str]) -> list["DigestDelivery"]:
         with self.session() as session:
@@ -469,38 +670,45 @@ class Store:
             rows = session.exec(select(DigestDelivery.status, func.count()).group_by(DigestDelivery.status)).all()
             return {str(s): int(n) for s, n in rows}
 
-    def update_delivery(self, delivery_id: int, expect: Iterable[str] | None = None,
-                        **changes) -> "DigestDelivery | None":
-        """Change a delivery's fields, only if its status is one of `expect` (compare-and-set); None otherwise."""
-        with self.session() as session:
-            row = session.get(DigestDelivery, delivery_id)
-            if row is None or (expect is not None and row.status not in set(expect)):
-                return None
-            for name, value in changes.items():
-                setattr(row, name, _utc(value) if isinstance(value, datetime) else value)
-            session.add(row)
-            session.commit()
-            session.refresh(row)
-            return row
+    @staticmethod
+    def _delivery_change(delivery_id: int, expect: Iterable[str] | None, owner: str | None, changes: dict):
+        statement = update(DigestDelivery).where(DigestDelivery.id == delivery_id)
+        if expect is not None:
+            statement = statement.where(DigestDelivery.status.in_(list(expect)))
+        if owner is not None:
+            statement = statement.where(DigestDelivery.run_id == owner)
+        values = {name: _utc(value) if isinstance(value, datetime) else value for name, value in changes.items()}
+        return statement.values(**values).execution_options(synchronize_session=False)
 
-    def finish_delivery(self, delivery_id: int, last_digest_at: datetime, **changes) -> "DigestDelivery | None":
-        """Mark a delivery sent and remember its slot as the subscriber's last digest, in one transaction."""
+    def update_delivery(self, delivery_id: int, expect: Iterable[str] | None = None, owner: str | None = None,
+                        **changes) -> "DigestDelivery | None":
+        """Compare-and-set: change a delivery's fields only if its status is one of `expect` and, given `owner`,
+        that process holds it. One conditional UPDATE, so of two processes trying, one wins. None otherwise."""
         with self.session() as session:
-            row = session.get(DigestDelivery, delivery_id)
-            if row is None:
-                return None
-            for name, value in changes.items():
-                setattr(row, name, _utc(value) if isinstance(value, datetime) else value)
-            session.add(row)
-            subscriber = session.get(Subscriber, row.subscriber_id)
-            if subscriber is not None:
-                last = _utc(last_digest_at)
-                if subscriber.last_digest_at is None or subscriber.last_digest_at < last:
-                    subscriber.last_digest_at = last
-                    session.add(subscriber)
+            result = session.execute(self._delivery_change(delivery_id, expect, owner, changes))
             session.commit()
-            session.refresh(row)
-            return row
+            if result.rowcount != 1:
+                return None
+            return session.get(DigestDelivery, delivery_id)
+
+    def finish_delivery(self, delivery_id: int, last_digest_at: datetime, expect: Iterable[str] | None = None,
+                        owner: str | None = None, **changes) -> "DigestDelivery | None":
+        """Mark a delivery sent (compare-and-set as update_delivery) and remember its slot as the subscriber's
+        last digest, in one transaction; the later of two slots wins whatever order they arrive in."""
+        last = _utc(last_digest_at)
+        with self.session() as session:
+            if changes and session.execute(self._delivery_change(delivery_id, expect, owner, changes)).rowcount != 1:
+                session.rollback()
+                return None
+            subscriber_id = select(DigestDelivery.subscriber_id).where(DigestDelivery.id == delivery_id)
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.id == subscriber_id.scalar_subquery(),
+                       or_(Subscriber.last_digest_at.is_(None), Subscriber.last_digest_at < last))
+                .values(last_digest_at=last).execution_options(synchronize_session=False)
+            )
+            session.commit()
+            return session.get(DigestDelivery, delivery_id)
 
     # --- feeds (tables at the end of this module) ------------------------------------------------------------
     def feed(self, feed_id: int) -> "Feed | None":
@@ -585,7 +793,7 @@ class Store:
         """Per feed: (entries stored as articles, of which with the page's full text)."""
         with self.session() as session:
             rows = session.exec(
-                select(FeedEntry.feed_id, func.count(), func.sum(FeedEntry.full_text))
+                select(FeedEntry.feed_id, func.count(), func.sum(case((FeedEntry.full_text, 1), else_=0)))
                 .where(FeedEntry.article_key.is_not(None)).group_by(FeedEntry.feed_id)
             ).all()
         return {int(f): (int(n), int(full or 0)) for f, n, full in rows}
@@ -615,11 +823,14 @@ class Subscriber(SQLModel, table=True):
     topics_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
     digest_time: str = Field(default="08:00", max_length=5)  # HH:MM, the subscriber's wall clock
     timezone: str = Field(default="UTC", max_length=64)
-    next_due_at: datetime | None = Field(default=None, index=True)
+    next_due_at: datetime | None = Field(default=None, index=True, sa_type=UTCDateTime)
     next_due_date: str | None = Field(default=None, max_length=10)
-    last_digest_at: datetime | None = None  # slot of the last digest sent: the next one starts there
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    last_digest_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the last digest's slot: next starts there
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Which process is composing this subscriber's digest, and until when that claim holds (renewed while alive).
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     @property
     def topics(self) -> list[str]:
@@ -631,10 +842,10 @@ class DigestEdition(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     topic_key: str = Field(sa_column=Column(Text, nullable=False))
-    since: datetime
-    until: datetime
+    since: datetime = Field(sa_type=UTCDateTime)
+    until: datetime = Field(sa_type=UTCDateTime)
     payload_json: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class DigestDelivery(SQLModel, table=True):
@@ -643,6 +854,8 @@ class DigestDelivery(SQLModel, table=True):
     status: pending (composed, not sent) -> sending (a part is in flight) -> sent; or retry (a failure
     Telegram certainly did not act on; tried again later), failed (given up, with the error), paused
     (the chat blocked the bot), cancelled (unsubscribed first), expired (the local day ended first).
+
+    `run_id` and `lease_until` say which process holds the row (see Claim): only the holder may move it on.
     """
 
     __table_args__ = (UniqueConstraint("subscriber_id", "local_date"),)
@@ -651,19 +864,49 @@ class DigestDelivery(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     chat_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     local_date: str = Field(max_length=10)
-    slot_at: datetime
+    slot_at: datetime = Field(sa_type=UTCDateTime)
     edition_id: int = Field(foreign_key="digestedition.id")
     status: str = Field(default="pending", max_length=16, index=True)
     parts_sent: int = 0
     parts_total: int | None = None
     message_ids_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
     attempts: int = 0
-    next_attempt_at: datetime | None = None
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     uncertain: bool = False  # a part was in flight when the bot died or the connection broke: assumed delivered
     last_error: str | None = Field(default=None, sa_column=Column(Text))
-    run_id: str | None = Field(default=None, max_length=64)
-    created_at: datetime = Field(default_factory=utcnow)
-    sent_at: datetime | None = None
+    run_id: str | None = Field(default=None, max_length=64)  # the process that holds it (claimed, or sending)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)  # that hold, renewed while it lives
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Which process holds a row of the digest fan-out (a subscriber being composed, a delivery being sent) and
+    for how long: what lets several replicas share one database.
+
+    `owner` is this process's run id, "<replica>/<random>". Another process's row is free once its lease has run
+    out (holders renew their leases while they live, so that means the holder is gone); a row held by an earlier
+    run of this same replica (a restart) is free at once. Safety never rests on the lease: every write to a held
+    row is a compare-and-set on its holder, so a holder that lost its row only finds out, it cannot undo anything.
+    """
+
+    owner: str
+    replica: str
+    lease: timedelta
+
+    @classmethod
+    def new(cls, replica: str, lease_seconds: float) -> "Claim":
+        return cls(f"{replica}/{uuid.uuid4().hex[:16]}", replica, timedelta(seconds=lease_seconds))
+
+    def until(self) -> datetime:
+        """Leases run on the wall clock (never a test's fake clock): every replica must agree on them."""
+        return utcnow() + self.lease
+
+    def free(self, holder, until):
+        """SQL: the row is held by nobody alive (see the class)."""
+        predecessor = and_(holder.startswith(self.replica + "/", autoescape=True), holder != self.owner)
+        return or_(until.is_(None), until < utcnow(), predecessor)
 
 
 def _utc(value: datetime) -> datetime:
@@ -687,16 +930,16 @@ class Feed(SQLModel, table=True):
     title: str | None = Field(default=None, sa_column=Column(Text))
     interval_minutes: int = 30
     etag: str | None = Field(default=None, sa_column=Column(Text))
-    last_modified: str | None = Field(default=None, max_length=128)
-    last_polled_at: datetime | None = None
-    last_success_at: datetime | None = None
-    next_poll_at: datetime = Field(default_factory=utcnow, index=True)
+    last_modified: str | None = Field(default=None, sa_column=Column(Text))  # a server's header, any length
+    last_polled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_success_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_poll_at: datetime = Field(default_factory=utcnow, index=True, sa_type=UTCDateTime)
     consecutive_failures: int = 0
-    failing_since: datetime | None = None
+    failing_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
     status: str = Field(default="ok", max_length=16)  # ok | down
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     notify_chat_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))  # told after 1st poll
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class FeedEntry(SQLModel, table=True):
@@ -716,5 +959,5 @@ class FeedEntry(SQLModel, table=True):
     full_text: bool = False
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(Text))
-    first_seen_at: datetime = Field(default_factory=utcnow)
-    last_attempt_at: datetime | None = None
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
