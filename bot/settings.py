@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -53,6 +55,10 @@ class Settings(BaseSettings):
     digest_send_concurrency: int = Field(default=8, ge=1, validation_alias="BRIEFBOT_DIGEST_SEND_CONCURRENCY")
     digest_max_attempts: int = Field(default=5, ge=1, validation_alias="BRIEFBOT_DIGEST_MAX_ATTEMPTS")
     fake_now: str | None = Field(default=None, validation_alias="BRIEFBOT_FAKE_NOW")
+    # Replicas (several `briefbot run` on one database): how long a claim on a subscriber or delivery outlives a
+    # process that stopped renewing it, and this process's name (a restarted replica takes back its own at once).
+    digest_lease_seconds: float = Field(default=60.0, gt=0, validation_alias="BRIEFBOT_DIGEST_LEASE_SECONDS")
+    replica_id: str | None = Field(default=None, validation_alias="BRIEFBOT_REPLICA_ID")
 
     log_level: str = Field(default="INFO", validation_alias="BRIEFBOT_LOG_LEVEL")
 
@@ -86,6 +92,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"ADMIN_IDS must be Telegram user ids separated by commas, not {part.strip()!r}")
         return value
 
+    @field_validator("replica_id")
+    @classmethod
+    def _replica_id_is_a_name(cls, value: str | None) -> str | None:
+        """It becomes part of every claim's owner (at most 64 characters in the database)."""
+        value = (value or "").strip()
+        if not value:
+            return None
+        if len(value) > 40 or not re.fullmatch(r"[A-Za-z0-9._:@-]+", value):
+            raise ValueError("BRIEFBOT_REPLICA_ID: at most 40 letters, digits and . _ : @ -")
+        return value
+
     @property
     def admin_id_set(self) -> frozenset[int]:
         """ADMIN_IDS as numbers: the users who may add and remove feeds in Telegram."""
@@ -102,6 +119,14 @@ class Settings(BaseSettings):
     def watch_dirs(self) -> list[Path]:
         """BRIEFBOT_WATCH: the folders `briefbot worker` ingests from, separated by commas or the path separator."""
         return [Path(p.strip()) for p in re.split(rf"[,{re.escape(os.pathsep)}]", self.watch) if p.strip()]
+
+    @property
+    def replica_name(self) -> str:
+        """BRIEFBOT_REPLICA_ID, or this host and data directory: stable across restarts of the same replica."""
+        if self.replica_id:
+            return self.replica_id
+        where = hashlib.sha1(str(self.data_dir.resolve()).encode()).hexdigest()[:8]
+        return f"{socket.gethostname()[:28]}-{where}"
 
     @property
     def index_dir(self) -> Path:

@@ -14,6 +14,9 @@ the row says what to do after a crash:
 
 So nobody gets a second copy, and the only way to miss a digest is a crash in the instant between
 writing "sending" and the request leaving the machine (see docs/digests.md).
+
+Several processes (replicas) may run this on one database: subscribers to compose for and deliveries to send
+are claimed row by row, and only the holder of a delivery may move it on (storage.Claim, docs/database.md).
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import difflib
 import json
 import logging
 import re
+import threading
 import time as _time
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Protocol, Sequence
@@ -34,7 +37,7 @@ import numpy as np
 from bot.corpus import Corpus
 from bot.digest import DEFAULT_WINDOW, BadTopics, Digest, DigestComposer, StoryPool, normalise_topics, topic_key
 from bot.settings import Settings
-from bot.storage import DigestDelivery, DigestEdition, Subscriber
+from bot.storage import Claim, DigestDelivery, DigestEdition, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +228,11 @@ class DigestService:
         self.settings = settings
         self.clock = clock or clock_from_settings(settings)
         self.composer = DigestComposer(self.store, settings, lambda: corpus.encoder, corpus.index.dim)
-        self.run_id = uuid.uuid4().hex
+        # This process's hold on subscribers and deliveries, so replicas on one database share the fan-out.
+        self.claim = Claim.new(settings.replica_name, settings.digest_lease_seconds)
+        self.run_id = self.claim.owner
+        self._editions: dict[int, Digest] = {}
+        self._editions_lock = threading.Lock()
 
     # subscriber settings ------------------------------------------------------------------------------------------
     def _subscriber(self, chat_id: int, create: bool = True) -> Subscriber | None:
@@ -374,28 +381,37 @@ class DigestService:
 
     # the fan-out, step by step (each called from a worker thread) ---------------------------------------------------
     def recover_interrupted(self) -> dict[str, int]:
-        """At start-up: what a previous process left half-done. In-flight parts are assumed delivered."""
+        """What a process that is gone left half-done (a crash, a kill, a replica that died): a part that was
+        in flight is assumed delivered and never sent again; the rest of that digest is sent as usual.
+
+        Asked on every fan-out run, not only at start-up, because with replicas the process that is gone may be
+        another one; its rows count as abandoned once its lease has run out (see storage.Claim).
+        """
         counts = {"uncertain": 0}
-        for row in self.store.deliveries_with_status(["sending"]):
-            if row.run_id == self.run_id:
-                continue
+        for row in self.store.interrupted_deliveries(self.claim):
             parts_sent = row.parts_sent + 1
             done = row.parts_total is not None and parts_sent >= row.parts_total
-            self.store.update_delivery(
-                row.id, expect=["sending"], parts_sent=parts_sent, uncertain=True,
-                status="sent" if done else "pending",
+            taken = self.store.update_delivery(
+                row.id, expect=["sending"], owner=row.run_id, parts_sent=parts_sent, uncertain=True,
+                status="sent" if done else "pending", run_id=None, lease_until=None,
                 last_error="the bot stopped while this message was in flight; assumed delivered",
                 **({"sent_at": self.clock.now()} if done else {}),
             )
+            if taken is None:
+                continue  # its holder moved it on after all, or another process recovered it first
             if done:
-                edition = self.store.edition(row.edition_id)
-                until = json.loads(edition.payload_json)["until"] if edition else None
+                until = self._edition_until(row.edition_id)
                 if until:
-                    self.store.finish_delivery(row.id, datetime.fromisoformat(until))
+                    self.store.finish_delivery(row.id, until)
             counts["uncertain"] += 1
-            log.warning("digest for chat %s (%s) was in flight when the bot stopped: assumed delivered, not resent",
-                        row.chat_id, row.local_date)
+            log.warning("digest for chat %s (%s) was in flight when %s stopped: assumed delivered, not resent",
+                        row.chat_id, row.local_date, row.run_id or "the bot")
         return counts
+
+    def _edition_until(self, edition_id: int) -> datetime | None:
+        edition = self.store.edition(edition_id)
+        until = json.loads(edition.payload_json)["until"] if edition else None
+        return datetime.fromisoformat(until) if until else None
 
     def prepare_due(self, now: datetime | None = None) -> int:
         """Record today's delivery for every subscriber whose slot has come, composing once per topic set.
@@ -403,9 +419,16 @@ class DigestService:
         Returns how many deliveries were recorded. The schedule moves on in the same transaction.
         """
         now = _utc(now) if now else self.clock.now()
-        due = self.store.due_subscribers(now)
+        due = self.store.claim_due_subscribers(now, self.claim)
         if not due:
             return 0
+        try:
+            return self._plan(due, now)
+        except BaseException:
+            self.store.release_subscribers(self.claim.owner)  # let another process (or the next run) have them
+            raise
+
+    def _plan(self, due: list[Subscriber], now: datetime) -> int:
         groups: dict[tuple[str, datetime], list[tuple[Subscriber, date]]] = {}
         schedules: dict[int, tuple[datetime | None, str | None]] = {}
         for row in due:
@@ -434,85 +457,122 @@ class DigestService:
                 deliveries.append(DigestDelivery(
                     subscriber_id=row.id, chat_id=row.chat_id, local_date=day.isoformat(),
                     slot_at=slot_at(day, row.digest_time, row.timezone), edition_id=edition.id))
-        added = self.store.plan_deliveries(deliveries, schedules)
+        added = self.store.plan_deliveries(deliveries, schedules, owner=self.claim.owner)
         if added:
             log.info("%d digest(s) due: %d edition(s) composed for %d topic set(s)", added, len(groups),
                      len({k for k, _ in groups}))
         return added
 
-    def sendable(self, now: datetime | None = None, limit: int = 500) -> list[Sendable]:
-        """Deliveries to send now. One left over from an earlier local day is expired, not sent late."""
+    def claim_sendable(self, now: datetime | None = None, limit: int = 1) -> list[Sendable]:
+        """Claim up to `limit` deliveries to send now (no other live process holds them; see storage.Claim).
+        One left over from an earlier local day is expired, not sent late."""
         now = _utc(now) if now else self.clock.now()
+        owner = self.claim.owner
         result: list[Sendable] = []
-        editions: dict[int, Digest] = {}
-        for row in self.store.sendable_deliveries(now, limit):
+        for row in self.store.claim_deliveries(now, self.claim, limit):
             subscriber = self.store.subscriber_by_id(row.subscriber_id)
             if subscriber is None or not subscriber.subscribed:
-                self.store.update_delivery(row.id, expect=["pending", "retry"], status="cancelled")
+                self.store.update_delivery(row.id, expect=["pending", "retry"], owner=owner, status="cancelled",
+                                           lease_until=None)
                 continue
             if subscriber.paused_reason:
-                self.store.update_delivery(row.id, expect=["pending", "retry"], status="paused",
-                                           last_error=f"subscription paused: {subscriber.paused_reason}")
+                self.store.update_delivery(row.id, expect=["pending", "retry"], owner=owner, status="paused",
+                                           last_error=f"subscription paused: {subscriber.paused_reason}",
+                                           lease_until=None)
                 continue
             if local_date_of(now, subscriber.timezone).isoformat() > row.local_date:
-                self.store.update_delivery(row.id, expect=["pending", "retry"], status="expired",
-                                           last_error="the local day ended before it could be sent")
+                self.store.update_delivery(row.id, expect=["pending", "retry"], owner=owner, status="expired",
+                                           last_error="the local day ended before it could be sent", lease_until=None)
                 log.warning("digest for chat %s of %s expired unsent", row.chat_id, row.local_date)
                 continue
-            if row.edition_id not in editions:
-                edition = self.store.edition(row.edition_id)
-                editions[row.edition_id] = Digest.from_json(json.loads(edition.payload_json))
             result.append(Sendable(row.id, row.chat_id, row.subscriber_id, subscriber.timezone, row.edition_id,
-                                   editions[row.edition_id], row.parts_sent, row.attempts))
+                                   self._digest(row.edition_id), row.parts_sent, row.attempts))
         return result
+
+    def _digest(self, edition_id: int) -> Digest:
+        """Editions are shared by many deliveries: each is read and parsed once per process."""
+        with self._editions_lock:
+            digest = self._editions.get(edition_id)
+        if digest is None:
+            digest = Digest.from_json(json.loads(self.store.edition(edition_id).payload_json))
+            with self._editions_lock:
+                if len(self._editions) > 512:
+                    self._editions.clear()
+                self._editions[edition_id] = digest
+        return digest
+
+    def renew_claims(self) -> int:
+        """The heartbeat: extend this process's leases, so others know it is alive. Returns rows held."""
+        return self.store.renew_leases(self.claim)
+
+    def release_claims(self) -> None:
+        """Hand back whatever this process claimed but has not started sending (it is stopping)."""
+        released = self.store.release_deliveries(self.claim.owner) + self.store.release_subscribers(self.claim.owner)
+        if released:
+            log.info("handed back %d claimed digest row(s)", released)
 
     def mark_sending(self, delivery_id: int, part: int, parts_total: int) -> bool:
         """Written just before a part goes to Telegram; False if the delivery is no longer ours to send."""
-        row = self.store.update_delivery(delivery_id, expect=["pending", "retry", "sending"], status="sending",
-                                         parts_sent=part, parts_total=parts_total, run_id=self.run_id)
+        row = self.store.update_delivery(delivery_id, expect=["pending", "retry", "sending"], owner=self.claim.owner,
+                                         status="sending", parts_sent=part, parts_total=parts_total,
+                                         lease_until=self.claim.until())
         return row is not None
 
-    def mark_part_sent(self, delivery_id: int, part: int, message_id: int | None) -> None:
+    def mark_part_sent(self, delivery_id: int, part: int, message_id: int | None) -> bool:
+        """A part arrived. False if the delivery was taken over meanwhile (this process looked dead): then the
+        part is already counted as delivered by whoever took it, and this process must not go on with it."""
+        owner = self.claim.owner
         row = self.store.delivery(delivery_id)
+        if row is None or row.run_id != owner:
+            return False
         ids = json.loads(row.message_ids_json or "[]") + ([message_id] if message_id is not None else [])
         done = row.parts_total is not None and part + 1 >= row.parts_total
         if done:
-            edition = self.store.edition(row.edition_id)
-            until = datetime.fromisoformat(json.loads(edition.payload_json)["until"])
-            self.store.finish_delivery(delivery_id, until, status="sent", parts_sent=part + 1,
-                                       message_ids_json=json.dumps(ids), sent_at=self.clock.now())
-        else:
-            self.store.update_delivery(delivery_id, status="pending", parts_sent=part + 1,
-                                       message_ids_json=json.dumps(ids))
+            finished = self.store.finish_delivery(
+                delivery_id, self._edition_until(row.edition_id), expect=["sending"], owner=owner, status="sent",
+                parts_sent=part + 1, message_ids_json=json.dumps(ids), sent_at=self.clock.now(), lease_until=None)
+            return finished is not None
+        moved = self.store.update_delivery(delivery_id, expect=["sending"], owner=owner, status="pending",
+                                           parts_sent=part + 1, message_ids_json=json.dumps(ids),
+                                           lease_until=self.claim.until())
+        return moved is not None
 
-    def mark_uncertain(self, delivery_id: int, part: int, error: str) -> None:
+    def mark_uncertain(self, delivery_id: int, part: int, error: str) -> bool:
         """The connection broke after the request left: Telegram may have sent it, so it is not sent again."""
-        row = self.store.update_delivery(delivery_id, uncertain=True, last_error=error)
+        row = self.store.update_delivery(delivery_id, owner=self.claim.owner, uncertain=True, last_error=error)
         log.warning("digest part %d for chat %s: %s; assumed delivered", part, row.chat_id if row else "?", error)
-        self.mark_part_sent(delivery_id, part, None)
+        return row is not None and self.mark_part_sent(delivery_id, part, None)
 
     def mark_retry(self, delivery_id: int, error: str) -> str:
-        """A failure Telegram did not act on: try again later with backoff, or give up (recorded) after the last."""
+        """A failure Telegram did not act on: try again later with backoff, or give up (recorded) after the last.
+        The delivery is let go, so whichever process is running when the retry is due sends it."""
+        owner = self.claim.owner
         row = self.store.delivery(delivery_id)
+        if row is None or row.run_id != owner:
+            return "lost"
         attempts = row.attempts + 1
         if attempts >= self.settings.digest_max_attempts:
-            self.store.update_delivery(delivery_id, status="failed", attempts=attempts, last_error=error)
+            self.store.update_delivery(delivery_id, owner=owner, status="failed", attempts=attempts, last_error=error,
+                                       run_id=None, lease_until=None)
             log.error("digest for chat %s of %s failed after %d attempts: %s", row.chat_id, row.local_date,
                       attempts, error)
             return "failed"
         wait = RETRY_BACKOFF_MINUTES[min(attempts - 1, len(RETRY_BACKOFF_MINUTES) - 1)]
-        self.store.update_delivery(delivery_id, status="retry", attempts=attempts, last_error=error,
-                                   next_attempt_at=self.clock.now() + timedelta(minutes=wait))
+        self.store.update_delivery(delivery_id, owner=owner, status="retry", attempts=attempts, last_error=error,
+                                   next_attempt_at=self.clock.now() + timedelta(minutes=wait), run_id=None,
+                                   lease_until=None)
         log.warning("digest for chat %s: %s; retry %d in %d min", row.chat_id, error, attempts, wait)
         return "retry"
 
     def mark_failed(self, delivery_id: int, error: str) -> None:
         """Telegram refused the request itself (400): repeating it cannot help. Recorded, and logged."""
-        row = self.store.update_delivery(delivery_id, status="failed", last_error=error)
+        row = self.store.update_delivery(delivery_id, owner=self.claim.owner, status="failed", last_error=error,
+                                         run_id=None, lease_until=None)
         log.error("digest for chat %s refused by Telegram: %s", row.chat_id if row else "?", error)
 
     def mark_blocked(self, delivery_id: int, error: str) -> None:
-        row = self.store.update_delivery(delivery_id, status="paused", last_error=error)
+        row = self.store.update_delivery(delivery_id, owner=self.claim.owner, status="paused", last_error=error,
+                                         run_id=None, lease_until=None)
         if row is not None:
             self.pause_blocked(row.chat_id)
 

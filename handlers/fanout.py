@@ -1,10 +1,12 @@
 """The daily-digest fan-out: each minute the JobQueue asks the database who is due, and due digests go out.
 
-One run at a time (a run started while another is sending returns at once). Database and encoder work run
-in worker threads, so questions keep being answered during a fan-out; messages are paced below Telegram's
-limits (BRIEFBOT_DIGEST_MESSAGES_PER_SECOND, leaving room for replies to questions; one message a second
-within a chat) by a small pacer in front of PTB's rate limiter, with a few concurrent senders so a slow
-round trip doesn't slow everyone. Every outcome is written to the delivery record (see bot/subscriptions.py).
+One run at a time per process (a run started while another is sending returns at once); several processes
+(replicas on one database) share the work through claims in the database, see `DigestFanout.tick`. Database
+and encoder work run in worker threads, so questions keep being answered during a fan-out; messages are paced
+below Telegram's limits (BRIEFBOT_DIGEST_MESSAGES_PER_SECOND, leaving room for replies to questions; one
+message a second within a chat) by a small pacer in front of PTB's rate limiter, with a few concurrent senders
+so a slow round trip doesn't slow everyone. Every outcome is written to the delivery record (see
+bot/subscriptions.py).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ class DigestFanout:
     def __init__(self, briefbot: Briefbot):
         self.briefbot = briefbot
         self.running = False
-        self.recovered = False
         self._next_slot = 0.0
         self._rendered: dict[tuple[int, str], list[OutgoingMessage]] = {}
 
@@ -44,49 +45,69 @@ class DigestFanout:
         return self.briefbot.digests
 
     async def tick(self, bot: Bot, keep_going=lambda: True) -> int:
-        """Prepare and send everything due now; returns how many messages were sent."""
+        """Prepare and send everything due now; returns how many messages were sent.
+
+        Replicas on one database share this work row by row: subscribers to compose for and deliveries to send
+        are claimed in the database (storage.Claim), a heartbeat renews this process's claims while it runs,
+        and whatever it has not started is handed back when it stops.
+        """
         if self.running:
             return 0
         self.running = True
         sent = 0
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            if not self.recovered:
-                counts = await asyncio.to_thread(self.service.recover_interrupted)
-                self.recovered = True
-                if counts["uncertain"]:
-                    log.warning("%d digest(s) were in flight when the bot last stopped", counts["uncertain"])
+            counts = await asyncio.to_thread(self.service.recover_interrupted)
+            if counts["uncertain"]:
+                log.warning("%d digest(s) were in flight when their process stopped", counts["uncertain"])
             while keep_going():
-                await asyncio.to_thread(self.service.prepare_due)
-                batch = await asyncio.to_thread(self.service.sendable)
-                if not batch:
+                try:
+                    await asyncio.to_thread(self.service.prepare_due)
+                except Exception:  # noqa: BLE001 - what is already planned still goes out; the next run retries
+                    log.exception("digest fan-out: preparing the due digests failed")
+                claimed, delivered = await self._send_all(bot, keep_going)
+                sent += delivered
+                if not claimed:
                     break
-                sent += await self._send_all(bot, batch, keep_going)
         finally:
+            heartbeat.cancel()
+            try:
+                await asyncio.to_thread(self.service.release_claims)
+            except Exception:  # noqa: BLE001 - the leases run out by themselves
+                log.exception("digest fan-out: could not hand back claims")
             self.running = False
         return sent
 
-    async def _send_all(self, bot: Bot, batch: list[Sendable], keep_going) -> int:
-        queue: asyncio.Queue[Sendable] = asyncio.Queue()
-        for item in batch:
-            queue.put_nowait(item)
-        counts = [0]
+    async def _heartbeat(self) -> None:
+        """Renew this process's claims a few times per lease, so other replicas know it is alive."""
+        interval = max(0.2, self.briefbot.settings.digest_lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.service.renew_claims)
+            except Exception:  # noqa: BLE001 - a database hiccup; the next beat tries again
+                log.exception("digest fan-out: renewing claims failed")
+
+    async def _send_all(self, bot: Bot, keep_going) -> tuple[int, int]:
+        """A few concurrent senders, each claiming its next delivery from the database until none is left.
+        Returns (deliveries claimed, messages sent)."""
+        counts = [0, 0]
 
         async def worker() -> None:
             while keep_going():
-                try:
-                    item = queue.get_nowait()
-                except asyncio.QueueEmpty:
+                batch = await asyncio.to_thread(self.service.claim_sendable)
+                if not batch:
                     return
-                try:
-                    delivered = await self._deliver(bot, item, keep_going)
-                    counts[0] += delivered
-                except Exception as exc:  # noqa: BLE001 - one broken delivery must not stop the others
-                    log.exception("digest for chat %s failed unexpectedly", item.chat_id)
-                    await asyncio.to_thread(self.service.mark_retry, item.delivery_id, f"internal error: {exc!r}")
+                for item in batch:
+                    counts[0] += 1
+                    try:
+                        counts[1] += await self._deliver(bot, item, keep_going)
+                    except Exception as exc:  # noqa: BLE001 - one broken delivery must not stop the others
+                        log.exception("digest for chat %s failed unexpectedly", item.chat_id)
+                        await asyncio.to_thread(self.service.mark_retry, item.delivery_id, f"internal error: {exc!r}")
 
-        workers = max(1, min(self.briefbot.settings.digest_send_concurrency, len(batch)))
-        await asyncio.gather(*(worker() for _ in range(workers)))
-        return counts[0]
+        await asyncio.gather(*(worker() for _ in range(self.briefbot.settings.digest_send_concurrency)))
+        return counts[0], counts[1]
 
     def render(self, item: Sendable) -> list[OutgoingMessage]:
         key = (item.edition_id, item.timezone)
@@ -134,13 +155,16 @@ class DigestFanout:
                 elif kind == "refused":
                     await asyncio.to_thread(service.mark_failed, item.delivery_id, error)
                 elif kind == "ambiguous":
-                    await asyncio.to_thread(service.mark_uncertain, item.delivery_id, part, error)
+                    if not await asyncio.to_thread(service.mark_uncertain, item.delivery_id, part, error):
+                        return sent  # taken over by another process meanwhile: it goes on from here
                     continue
                 else:
                     await asyncio.to_thread(service.mark_retry, item.delivery_id, error)
                 return sent
-            await asyncio.to_thread(service.mark_part_sent, item.delivery_id, part, result.message_id)
+            mine = await asyncio.to_thread(service.mark_part_sent, item.delivery_id, part, result.message_id)
             sent += 1
             if part == len(messages) - 1:
                 self.briefbot.metrics.digests_sent.inc()
+            if not mine:
+                return sent  # taken over by another process meanwhile: it goes on from here
         return sent
