@@ -2,31 +2,32 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import DataCopy
+
 BRIEFBOT = [sys.executable, "-m", "bot.cli"]
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(args: list[str], data_dir: Path, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TELEGRAM_BOT_TOKEN")}
-    env["HF_HUB_OFFLINE"] = "1"
+def run(args: list[str], data: Path | DataCopy, stdin: str | None = None,
+        timeout: int = 300) -> subprocess.CompletedProcess:
+    """`briefbot ARGS` in a child process, on a data directory (SQLite) or a copy with its own database."""
+    copy = data if isinstance(data, DataCopy) else DataCopy(data, None)
     return subprocess.run(
-        BRIEFBOT + args + ["--data-dir", str(data_dir)], input=stdin, capture_output=True, text=True,
-        timeout=timeout, cwd=REPO, env=env,
+        BRIEFBOT + args + ["--data-dir", str(copy.data_dir)], input=stdin, capture_output=True, text=True,
+        timeout=timeout, cwd=REPO, env=copy.env(),
     )
 
 
 @pytest.fixture
-def data_dir(seeded_dir, tmp_path) -> Path:
-    target = tmp_path / "data"
-    shutil.copytree(seeded_dir, target)
-    return target
+def data_dir(seeded_copy) -> DataCopy:
+    """The seeded corpus, copied for the test, on SQLite and on PostgreSQL."""
+    return seeded_copy
 
 
 def test_ask_json_answers_with_attribution(data_dir):

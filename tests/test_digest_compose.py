@@ -18,24 +18,24 @@ from handlers.digest_render import digest_messages
 from handlers.render import visible_length
 from index.types import Speaker
 from tests.botapi import check_html
+from tests.conftest import DataCopy
 
 REPO = Path(__file__).resolve().parents[1]
 NOW, SINCE = "1987-03-02T00:00:00+00:00", "1987-03-01T00:00:00+00:00"
 MANILA = "MANILA SAID TO OFFER DEBT BONDS TO BANKS"
 
 
-def briefbot(args: list[str], data_dir: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TELEGRAM_BOT_TOKEN", "BRIEFBOT_FAKE_NOW")}
-    env["HF_HUB_OFFLINE"] = "1"
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args, "--data-dir", str(data_dir)], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO, env=env)
+def briefbot(args: list[str], data: Path | DataCopy, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`briefbot ARGS` in a child process, on a data directory (SQLite) or a copy with its own database."""
+    copy = data if isinstance(data, DataCopy) else DataCopy(data, None)
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args, "--data-dir", str(copy.data_dir)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=copy.env())
 
 
 @pytest.fixture
-def reuters_dir(reuters_day_dir, tmp_path) -> Path:
-    target = tmp_path / "cli-data"
-    shutil.copytree(reuters_day_dir, target)
-    return target
+def reuters_dir(reuters_copy) -> DataCopy:
+    """The one-day Reuters corpus for the CLI, on the test's database (the same one reuters_app reads)."""
+    return reuters_copy
 
 
 def test_digest_json_over_a_reuters_day_makes_wire_copies_one_story_with_its_sources(reuters_dir, reuters_app):

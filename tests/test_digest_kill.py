@@ -23,8 +23,10 @@ def digests_in(server, chat: int) -> int:
                 if (e.text or "").startswith(("Your briefing", "Nothing new"))])
 
 
-async def start_bot(server, data_dir: Path, log_path: Path) -> asyncio.subprocess.Process:
+async def start_bot(server, data_dir: Path, log_path: Path, database_url: str | None = None) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "WEBHOOK_URL", "HTTP_PROXY", "HTTPS_PROXY")}
+    if database_url:
+        env["DATABASE_URL"] = database_url
     env.update({
         "TELEGRAM_BOT_TOKEN": server.token, "TELEGRAM_API_BASE_URL": server.base_url, "HF_HUB_OFFLINE": "1",
         "BRIEFBOT_FAKE_NOW": "1987-03-02T06:30:30+00:00", "BRIEFBOT_DIGEST_POLL_SECONDS": "1",
@@ -45,7 +47,7 @@ async def test_killed_mid_fan_out_and_restarted_every_subscriber_has_exactly_one
         service.subscribe(chat)
         service.set_time(chat, "06:30")  # UTC; the bot starts at 06:30:30
     reuters_app.corpus.store.engine.dispose()
-    data_dir = reuters_app.settings.data_dir
+    data_dir, database_url = reuters_app.settings.data_dir, reuters_app.settings.database_url
     log_path = tmp_path / "bot.log"
 
     async with running_server() as server:
@@ -55,7 +57,7 @@ async def test_killed_mid_fan_out_and_restarted_every_subscriber_has_exactly_one
             server.known_chats.add(chat)
         delivered = lambda: [c for c in chats if digests_in(server, c)]  # noqa: E731
 
-        bot = await start_bot(server, data_dir, log_path)
+        bot = await start_bot(server, data_dir, log_path, database_url)
         try:
             await server.wait_for(delivered, 80, timeout=90)
         finally:
@@ -65,7 +67,7 @@ async def test_killed_mid_fan_out_and_restarted_every_subscriber_has_exactly_one
         assert 80 <= at_kill < SUBSCRIBERS, f"the kill came half-way through the fan-out ({at_kill})"
         await asyncio.sleep(0.5)  # requests that reached the server before the kill are carried out
 
-        bot = await start_bot(server, data_dir, log_path)
+        bot = await start_bot(server, data_dir, log_path, database_url)
         try:
             await server.wait_for(delivered, SUBSCRIBERS, timeout=90)
             await asyncio.sleep(3)  # a duplicate would arrive now

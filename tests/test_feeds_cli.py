@@ -22,6 +22,8 @@ def run(settings, encoder, monkeypatch, capsys, tmp_path):
 
     monkeypatch.setattr(Briefbot, "open", classmethod(open_with_encoder))
     monkeypatch.setenv("BRIEFBOT_ALLOW_PRIVATE_ADDRESSES", "true")
+    if settings.database_url:  # the PostgreSQL variant: the command reads DATABASE_URL like a user's shell
+        monkeypatch.setenv("DATABASE_URL", settings.database_url)
     data_dir = str(tmp_path / "data")
 
     def _run(*args: str) -> tuple[int, str, str]:
