@@ -6,6 +6,7 @@ import logging
 from urllib.parse import urlparse
 
 from telegram import Update
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -20,7 +21,7 @@ from bot.app import Briefbot
 from bot.ops import OpsServer
 from handlers import callbacks, commands, digests, errors, feeds, other, questions
 from handlers.common import BRIEFBOT
-from handlers.delivery import DeliveryRateLimiter
+from handlers.delivery import DeliveryRateLimiter, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,10 @@ async def _post_init(application: Application) -> None:
     ops: OpsServer | None = application.bot_data.get(OPS_SERVER)
     if ops is not None:
         await ops.start()
-    await application.bot.set_my_commands(commands.COMMANDS)
+    try:  # the command menu is a convenience: a Bot API hiccup at start-up must not stop the bot starting
+        await with_retries(lambda: application.bot.set_my_commands(commands.COMMANDS), "setMyCommands", attempts=3)
+    except TelegramError as exc:
+        log.warning("could not set the command menu: %s", exc)
 
 
 async def _post_shutdown(application: Application) -> None:

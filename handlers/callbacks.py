@@ -8,7 +8,7 @@ import logging
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
-from handlers.common import briefbot, chat_key, chat_lock, in_worker, send_reply
+from handlers.common import acknowledge, briefbot, chat_key, chat_lock, in_worker, send_reply
 from handlers.delivery import send_html
 from handlers.render import article_parts
 
@@ -38,7 +38,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     parsed = parse_callback(query.data)
     if parsed is None or update.effective_chat is None:
-        await query.answer(STALE)
+        await acknowledge(query, STALE)
         return
     kind, numbers = parsed
     if kind == "m":
@@ -49,7 +49,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def more(update: Update, context: ContextTypes.DEFAULT_TYPE, topic_id: int) -> None:
     query = update.callback_query
-    await query.answer()
+    await acknowledge(query)
     async with chat_lock(context, update.effective_chat.id):
         reply = await in_worker(briefbot(context).service.more, chat_key(update), topic_id)
         await send_reply(context, update.effective_chat.id, reply)
@@ -60,13 +60,13 @@ async def full_article(update: Update, context: ContextTypes.DEFAULT_TYPE, artic
     query = update.callback_query
     article = await in_worker(briefbot(context).service.article, article_id)
     if article is None:
-        await query.answer(STALE)
+        await acknowledge(query, STALE)
         return
     parts = article_parts(article.title, article.text)
     if not 0 <= part < len(parts):
-        await query.answer(STALE)
+        await acknowledge(query, STALE)
         return
-    await query.answer()
+    await acknowledge(query)
     buttons = None
     if part + 1 < len(parts):
         buttons = InlineKeyboardMarkup(

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from functools import partial
 from typing import Any, Callable, TypeVar
 
-from telegram import Update
+from telegram import CallbackQuery, Update
 from telegram.constants import ChatAction
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot.app import Briefbot
 from bot.service import Reply
-from handlers.delivery import send_html
+from handlers.delivery import send_html, with_retries
 from handlers.render import reply_messages
+
+log = logging.getLogger(__name__)
 
 BRIEFBOT = "briefbot"
 CHAT_LOCKS = "chat_locks"
@@ -58,6 +62,15 @@ async def typing(context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> None:
         await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
     except Exception:  # noqa: BLE001 - purely cosmetic
         pass
+
+
+async def acknowledge(query: CallbackQuery, text: str | None = None) -> None:
+    """Answer a button press (stops the spinner, shows `text`). Best effort, retried: the reply that follows
+    matters more than the spinner, so a Bot API failure here must never cost the user that reply."""
+    try:
+        await with_retries(lambda: query.answer(text), "answerCallbackQuery")
+    except TelegramError as exc:
+        log.info("could not answer a button press: %s", exc)
 
 
 def over_rate_limit(context: ContextTypes.DEFAULT_TYPE, per_minute: int, now: float | None = None) -> bool:

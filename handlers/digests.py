@@ -15,7 +15,7 @@ from telegram.constants import ChatMemberStatus
 from telegram.ext import ContextTypes
 
 from bot.subscriptions import COMMON_TIMEZONES, BadSetting, SubscriptionView
-from handlers.common import briefbot, chat_key, chat_lock, in_worker, send_reply
+from handlers.common import acknowledge, briefbot, chat_key, chat_lock, in_worker, send_reply
 from handlers.delivery import send_html
 from handlers.digest_render import digest_messages
 from handlers.fanout import DigestFanout
@@ -182,12 +182,12 @@ async def ask_about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         article_id = int(query.data.split(":", 1)[1])
     except (ValueError, IndexError, AttributeError):
-        await query.answer(STALE)
+        await acknowledge(query, STALE)
         return
     if update.effective_chat is None:
-        await query.answer(STALE)
+        await acknowledge(query, STALE)
         return
-    await query.answer()
+    await acknowledge(query)
     async with chat_lock(context, update.effective_chat.id):
         reply = await in_worker(briefbot(context).service.focus_on, chat_key(update), article_id)
         await send_reply(context, update.effective_chat.id, reply)
@@ -196,14 +196,14 @@ async def ask_about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def timezone_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     if update.effective_chat is None or not query.data:
-        await query.answer(STALE)
+        await acknowledge(query, STALE)
         return
     try:
         view = await in_worker(briefbot(context).digests.set_timezone, _chat(update), query.data[3:])
     except BadSetting:
-        await query.answer(STALE)
+        await acknowledge(query, STALE)
         return
-    await query.answer(f"Time zone: {view.timezone}")
+    await acknowledge(query, f"Time zone: {view.timezone}")
     await _say(update, context, f"Time zone set to {esc(view.timezone)}. " + next_line(view))
 
 

@@ -69,7 +69,8 @@ def hostile_articles() -> list[dict]:
         {"id": "hostile-numbers", "published": now, "title": "1987 2024 3.14", "source": "Numbers Only",
          "text": " ".join(str(rng.randint(0, 10**6)) for _ in range(400))},
         {"id": "hostile-url", "published": now, "url": 'https://example.com/a"><script>x</script>?q=<b>',
-         "title": "Zeldor bridge toll \u202edesrever\u202c \u200bzero\u200bwidth", "source": "RTL \u05e9\u05dc\u05d5\u05dd",
+         "title": "Zeldor bridge toll \u202edesrever\u202c \u200bzero\u200bwidth",
+         "source": "RTL \u05e9\u05dc\u05d5\u05dd",
          "text": "The Zeldor bridge toll rose to 5 crowns\u0007 on Monday, the operator said.\u200b\u200b "
                  "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645. Drivers complained."},
         {"id": "hostile-empty", "published": now, "title": "   ", "text": "   "},
@@ -199,8 +200,9 @@ def group_text(value: str, addressed_by_reply: bool = False) -> Callable:
     def act(h: Harness, user: int) -> None:
         fields: dict = {"text": value}
         if addressed_by_reply:
-            fields["reply_to_message"] = {"message_id": 1, "date": 0, "chat": {"id": GROUP, "type": "group", "title": "G"},
-                                          "from": person(user + 1), "text": "someone else's message"}
+            fields["reply_to_message"] = {"message_id": 1, "date": 0, "from": person(user + 1),
+                                          "chat": {"id": GROUP, "type": "group", "title": "G"},
+                                          "text": "someone else's message"}
         h.server.send_update({"message": message_update({"id": GROUP, "type": "group", "title": "G"}, person(user),
                                                         **fields)})
 
@@ -304,8 +306,8 @@ CASES = [
     Case("group-sticker", lambda h, u: h.server.send_update({"message": message_update(
         {"id": GROUP, "type": "group", "title": "G"}, person(u), sticker=STICKER)}), SILENT),
     Case("group-mention-only", group_text("@briefbot_test_bot"), TYPE_A_QUESTION),
-    Case("group-ask-html", lambda h, u: h.server.send_text(u, "/ask@briefbot_test_bot </blockquote>why did Iran strike?",
-                                                           chat_id=GROUP, chat_type="group"), ANSWERED),
+    Case("group-ask-html", lambda h, u: h.server.send_text(
+        u, "/ask@briefbot_test_bot </blockquote>why did Iran strike?", chat_id=GROUP, chat_type="group"), ANSWERED),
     Case("group-ask-nothing", lambda h, u: h.server.send_text(u, "/ask", chat_id=GROUP, chat_type="group"),
          "Ask like this"),
 ]
