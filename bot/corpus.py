@@ -130,6 +130,7 @@ class Corpus:
         self.settings = settings
         self.store = Store(settings.resolved_database_url)
         self._encoder = encoder
+        self._encoder_lock = threading.Lock()  # the first questions arrive together: load the model once
         self.index_path = settings.index_dir / INDEX_FILE
         self.lexical_path = settings.index_dir / LEXICAL_FILE
         self.snapshots = SnapshotDir(settings.index_dir / SNAPSHOTS_DIR)
@@ -218,7 +219,11 @@ class Corpus:
     @property
     def encoder(self) -> Encoder:
         """Loaded on first use: listing sources or rebuilding the index should not pay for the model."""
-        if self._encoder is None:
+        if self._encoder is not None:
+            return self._encoder
+        with self._encoder_lock:
+            if self._encoder is not None:
+                return self._encoder
             from index.embeddings import make_encoder
 
             self._encoder = make_encoder(
