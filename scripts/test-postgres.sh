@@ -2,11 +2,14 @@
 # A throwaway PostgreSQL cluster for the tests: its own data directory under /tmp, its own port, trust auth on
 # 127.0.0.1 only, fsync off. Nothing of the machine's own PostgreSQL (if any) is used or touched.
 #
-#   scripts/test-postgres.sh start [--install] [PORT]   prints BRIEFBOT_PG_DIR=... and BRIEFBOT_TEST_POSTGRES_URL=...
-#   scripts/test-postgres.sh stop DIR                   stops that cluster and deletes its directory
+#   scripts/test-postgres.sh start [--install] [--owner PID] [PORT]
+#                                      prints BRIEFBOT_PG_DIR=... and BRIEFBOT_TEST_POSTGRES_URL=...
+#   scripts/test-postgres.sh stop DIR  stops that cluster and deletes its directory
 #
 # `--install` installs the server from Debian's packages when it is missing (needs root; CI uses it). As root the
-# cluster runs as the `postgres` user, because PostgreSQL refuses to run as root.
+# cluster runs as the `postgres` user, because PostgreSQL refuses to run as root. `--owner PID` names the process
+# the cluster belongs to (pytest, .ci/run): a later `start` stops clusters whose owner is gone without stopping
+# them (a test run that was killed), so they do not pile up.
 set -euo pipefail
 
 find_bindir() {
@@ -28,15 +31,29 @@ port_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+sweep_orphans() {
+  local owner_file owner
+  for owner_file in /tmp/briefbot-pg.*/owner.pid; do
+    [ -f "$owner_file" ] || continue
+    owner="$(cat "$owner_file" 2>/dev/null || true)"
+    if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then
+      echo "test-postgres: stopping $(dirname "$owner_file"), left by process $owner that is gone" >&2
+      stop "$(dirname "$owner_file")"
+    fi
+  done
+}
+
 start() {
-  local install=0 port=55432
+  local install=0 port=55432 owner=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --install) install=1 ;;
+      --owner) owner="$2"; shift ;;
       *) port="$1" ;;
     esac
     shift
   done
+  sweep_orphans
   local bindir
   if ! bindir="$(find_bindir)"; then
     if [ "$install" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -57,6 +74,7 @@ start() {
   local dir
   dir="$(mktemp -d /tmp/briefbot-pg.XXXXXX)"
   chmod 755 "$dir"
+  if [ -n "$owner" ]; then echo "$owner" >"$dir/owner.pid"; fi
   if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
   as_owner "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; rm -rf "$dir"; return 1; }
@@ -94,5 +112,5 @@ stop() {
 case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) echo "usage: $0 start [--install] [PORT] | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start [--install] [--owner PID] [PORT] | stop DIR" >&2; exit 2 ;;
 esac

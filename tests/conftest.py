@@ -107,7 +107,8 @@ def postgres(tmp_path_factory) -> Iterator[PostgresServer | str]:
         if os.environ.get("BRIEFBOT_TEST_POSTGRES", "").lower() in ("0", "off", "no", "false"):
             yield "BRIEFBOT_TEST_POSTGRES=off"
             return
-        started = subprocess.run(["bash", str(REPO / "scripts" / "test-postgres.sh"), "start"],
+        started = subprocess.run(["bash", str(REPO / "scripts" / "test-postgres.sh"), "start", "--owner",
+                                  str(os.getpid())],
                                  capture_output=True, text=True, timeout=120)
         found = dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
         if started.returncode != 0 or "BRIEFBOT_TEST_POSTGRES_URL" not in found:
