@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from bot.corpus import ReadOnlyCorpus
 from bot.settings import Settings
 from bot.snapshots import SNAPSHOT_KEY, read_published
 from bot.worker import IngestWorker
+from tests.conftest import DataCopy
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_QUESTION = "why did Iran strike Pakistan?"
@@ -42,20 +42,19 @@ def drop(folder: Path, name: str, articles: list[dict]) -> Path:
     return temp.rename(folder / name)
 
 
-def settings_for(data_dir: Path, **extra) -> Settings:
-    return Settings(**{"BRIEFBOT_DATA_DIR": data_dir, "BRIEFBOT_SNAPSHOT_POLL_SECONDS": 0.1, **extra})
+def settings_for(copy: DataCopy, **extra) -> Settings:
+    return copy.settings(**{"BRIEFBOT_SNAPSHOT_POLL_SECONDS": 0.1, **extra})
 
 
 @pytest.fixture
-def data_dir(seeded_dir, tmp_path, monkeypatch) -> Path:
-    import shutil
-
+def copy(seeded_copy: DataCopy, tmp_path, monkeypatch) -> DataCopy:
+    """The seeded corpus for this test, on SQLite and on PostgreSQL; DATABASE_URL set for in-process CLI calls."""
     for name in ("DATABASE_URL", "TELEGRAM_BOT_TOKEN", "BRIEFBOT_INDEX_SNAPSHOTS"):
         monkeypatch.delenv(name, raising=False)
+    if seeded_copy.database_url:
+        monkeypatch.setenv("DATABASE_URL", seeded_copy.database_url)
     monkeypatch.chdir(tmp_path)
-    target = tmp_path / "data"
-    shutil.copytree(seeded_dir, target)
-    return target
+    return seeded_copy
 
 
 @pytest.fixture
@@ -71,17 +70,18 @@ def opened(encoder):
     yield _open
     for app in apps:
         app.close()
+        app.corpus.store.engine.dispose()
 
 
 def titles(answer) -> list[str]:
     return [r.title for r in answer.results]
 
 
-def test_a_snapshot_published_while_questions_are_answered_is_swapped_in_without_errors(data_dir, tmp_path, opened):
+def test_a_snapshot_published_while_questions_are_answered_is_swapped_in_without_errors(copy, tmp_path, opened):
     """Done when: a worker publishes while two threads ask continuously; nothing fails, the new article appears."""
-    writer = opened(settings_for(data_dir), writer=True, publish=True)
+    writer = opened(settings_for(copy), writer=True, publish=True)
     first = read_published(writer.corpus.store)
-    follower = opened(settings_for(data_dir))
+    follower = opened(settings_for(copy))
     assert (follower.corpus.role, follower.corpus.snapshot.version) == ("follower", first.version)
     assert NEW_TITLE not in titles(follower.service.ask(NEW_QUESTION))
 
@@ -163,12 +163,12 @@ class GatedEncoder:
         return self.encoder.encode(texts)
 
 
-def test_a_question_in_flight_finishes_on_the_snapshot_it_started_on(data_dir, tmp_path, encoder, opened):
-    writer = opened(settings_for(data_dir), writer=True, publish=True)
+def test_a_question_in_flight_finishes_on_the_snapshot_it_started_on(copy, tmp_path, encoder, opened):
+    writer = opened(settings_for(copy), writer=True, publish=True)
     old_version = writer.corpus.snapshot.version
     ref: list = []
     gated = GatedEncoder(encoder, ref)
-    follower = opened(settings_for(data_dir, BRIEFBOT_SNAPSHOT_POLL_SECONDS=3600), encoder=gated)
+    follower = opened(settings_for(copy, BRIEFBOT_SNAPSHOT_POLL_SECONDS=3600), encoder=gated)
     ref.append(follower.corpus)
     result: dict = {}
 
@@ -193,10 +193,10 @@ def test_a_question_in_flight_finishes_on_the_snapshot_it_started_on(data_dir, t
     assert NEW_TITLE in titles(follower.service.ask(NEW_QUESTION)), "the next question uses the new snapshot"
 
 
-def test_followers_never_write_or_rebuild_and_wait_for_the_first_snapshot(data_dir, tmp_path, opened):
-    index_file = data_dir / "index" / "passages.faiss"
+def test_followers_never_write_or_rebuild_and_wait_for_the_first_snapshot(copy, tmp_path, opened):
+    index_file = copy.data_dir / "index" / "passages.faiss"
     before = index_file.stat().st_mtime_ns
-    follower = opened(settings_for(data_dir, BRIEFBOT_INDEX_SNAPSHOTS="follow"))
+    follower = opened(settings_for(copy, BRIEFBOT_INDEX_SNAPSHOTS="follow"))
     assert follower.corpus.role == "follower" and follower.corpus.snapshot.version is None
     assert len(follower.corpus.index) == 0, "nothing is built while waiting for the worker"
     assert not follower.service.ask(OLD_QUESTION).answered
@@ -204,17 +204,17 @@ def test_followers_never_write_or_rebuild_and_wait_for_the_first_snapshot(data_d
         follower.corpus.ingest_paths([tmp_path])
     with pytest.raises(ReadOnlyCorpus):
         follower.corpus.reindex()
-    assert index_file.stat().st_mtime_ns == before and not (data_dir / "index" / "snapshots").exists()
+    assert index_file.stat().st_mtime_ns == before and not (copy.data_dir / "index" / "snapshots").exists()
 
-    writer = opened(settings_for(data_dir), writer=True, publish=True)
+    writer = opened(settings_for(copy), writer=True, publish=True)
     assert wait_for(lambda: follower.corpus.snapshot.version == writer.corpus.snapshot.version, timeout=10)
     assert follower.service.ask(OLD_QUESTION).answered
 
 
-def test_a_snapshot_is_named_only_when_complete_and_old_ones_are_pruned(data_dir, tmp_path, opened, monkeypatch):
-    writer = opened(settings_for(data_dir), writer=True, publish=True)
+def test_a_snapshot_is_named_only_when_complete_and_old_ones_are_pruned(copy, tmp_path, opened, monkeypatch):
+    writer = opened(settings_for(copy), writer=True, publish=True)
     store, snapshots = writer.corpus.store, writer.corpus.snapshots
-    follower = opened(settings_for(data_dir, BRIEFBOT_SNAPSHOT_POLL_SECONDS=3600))
+    follower = opened(settings_for(copy, BRIEFBOT_SNAPSHOT_POLL_SECONDS=3600))
     published = read_published(store)
 
     from index.lexical import LexicalIndex
@@ -245,22 +245,22 @@ def test_a_snapshot_is_named_only_when_complete_and_old_ones_are_pruned(data_dir
     assert follower.service.ask(OLD_QUESTION).answered, "and the one in use keeps answering"
 
 
-def test_a_snapshot_holds_what_another_writer_stored_meanwhile(data_dir, tmp_path, opened, capsys):
+def test_a_snapshot_holds_what_another_writer_stored_meanwhile(copy, tmp_path, opened, capsys):
     """`briefbot ingest` beside the worker: whichever publishes next publishes the database as it is then."""
     from bot.cli import main
 
-    worker = opened(settings_for(data_dir), writer=True, publish=True)
+    worker = opened(settings_for(copy), writer=True, publish=True)
     (tmp_path / "new.jsonl").write_text(json.dumps(new_articles(0)[0]) + "\n", encoding="utf-8")
-    assert main(["ingest", "-q", "--data-dir", str(data_dir), str(tmp_path / "new.jsonl")]) == 0
+    assert main(["ingest", "-q", "--data-dir", str(copy.data_dir), str(tmp_path / "new.jsonl")]) == 0
     by_ingest = read_published(worker.corpus.store)
     assert by_ingest.version == worker.corpus.snapshot.version + 1, "the ingest command published, too"
     published = worker.corpus.publish()  # the worker's next publication, knowing nothing of that ingest
     assert published.passages == by_ingest.passages == len(worker.corpus.store.passage_ids())
-    follower = opened(settings_for(data_dir))
+    follower = opened(settings_for(copy))
     assert NEW_TITLE in titles(follower.service.ask(NEW_QUESTION))
 
     capsys.readouterr()
-    assert main(["status", "--json", "--data-dir", str(data_dir)]) == 0
+    assert main(["status", "--json", "--data-dir", str(copy.data_dir)]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["snapshot"]["version"] == published.version and status["snapshot"]["on_disk"] >= 2
 
@@ -278,17 +278,16 @@ def test_without_a_worker_nothing_changes(make_app, tmp_path):
     assert NEW_TITLE in titles(reopened.service.ask(NEW_QUESTION))
 
 
-def test_worker_process_publishes_and_stops_cleanly_on_sigterm(data_dir, tmp_path, opened):
+def test_worker_process_publishes_and_stops_cleanly_on_sigterm(copy, tmp_path, opened):
     """`briefbot worker` as its own process: a file dropped in its folder reaches a serving process."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TELEGRAM_BOT_TOKEN")}
-    env.update(HF_HUB_OFFLINE="1", BRIEFBOT_ENCODER="torch", BRIEFBOT_DATA_DIR=str(data_dir))
+    env = copy.env(BRIEFBOT_ENCODER="torch", BRIEFBOT_DATA_DIR=str(copy.data_dir))
     worker = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "worker", "--watch", str(inbox), "--every", "0.2", "--no-feeds"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        settings = settings_for(data_dir, BRIEFBOT_INDEX_SNAPSHOTS="follow")
+        settings = settings_for(copy, BRIEFBOT_INDEX_SNAPSHOTS="follow")
         follower = opened(settings)
         assert wait_for(lambda: follower.corpus.snapshot.version is not None, timeout=120, step=0.2), \
             "the worker published its first snapshot"
