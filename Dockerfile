@@ -12,12 +12,12 @@ WORKDIR /opt/briefbot
 ARG TORCH_SPEC=torch
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "${TORCH_SPEC}"
 
-# Then the project (and the PostgreSQL driver DATABASE_URL=postgresql+psycopg://... needs).
+# Then the project (its dependencies include the PostgreSQL driver and Alembic).
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY index ./index
 COPY handlers ./handlers
-RUN pip install . "psycopg[binary]>=3.1"
+RUN pip install .
 
 # Export the ONNX encoder once, into the image, so no container does it at start-up (or races another).
 ENV BRIEFBOT_MODELS_DIR=/opt/briefbot/models
