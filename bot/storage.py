@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import (BigInteger, Column, DateTime, Integer, LargeBinary, Text, UniqueConstraint, and_, case, event, or_,
-                        update)
+from sqlalchemy import (BigInteger, Column, DateTime, Integer, LargeBinary, Text, UniqueConstraint, and_, case, event,
+                        or_, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
@@ -825,7 +825,7 @@ class Subscriber(SQLModel, table=True):
     timezone: str = Field(default="UTC", max_length=64)
     next_due_at: datetime | None = Field(default=None, index=True, sa_type=UTCDateTime)
     next_due_date: str | None = Field(default=None, max_length=10)
-    last_digest_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the last digest's slot: next starts there
+    last_digest_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the last digest's slot: next from there
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # Which process is composing this subscriber's digest, and until when that claim holds (renewed while alive).

@@ -167,7 +167,8 @@ class DataCopy:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment for a `briefbot` child process on this copy."""
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TELEGRAM_BOT_TOKEN", "BRIEFBOT_FAKE_NOW")}
+        dropped = ("DATABASE_URL", "TELEGRAM_BOT_TOKEN", "BRIEFBOT_FAKE_NOW")
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
         env.update(HF_HUB_OFFLINE="1", **extra)

@@ -23,7 +23,8 @@ def digests_in(server, chat: int) -> int:
                 if (e.text or "").startswith(("Your briefing", "Nothing new"))])
 
 
-async def start_bot(server, data_dir: Path, log_path: Path, database_url: str | None = None) -> asyncio.subprocess.Process:
+async def start_bot(server, data_dir: Path, log_path: Path,
+                    database_url: str | None = None) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "WEBHOOK_URL", "HTTP_PROXY", "HTTPS_PROXY")}
     if database_url:
         env["DATABASE_URL"] = database_url

@@ -177,7 +177,10 @@ async def test_three_replicas_send_each_of_300_digests_exactly_once_even_when_on
         started = time.monotonic()
         processes = [await start_replica(server, name, data_dir, database_url, port, tmp_path / f"{name}.log")
                      for name, data_dir, port in zip(names, data_dirs, ports)]
-        logs = lambda: "\n".join(f"--- {n}\n" + (tmp_path / f"{n}.log").read_text()[-3000:] for n in names)  # noqa: E731
+
+        def logs() -> str:
+            return "\n".join(f"--- {n}\n" + (tmp_path / f"{n}.log").read_text()[-3000:] for n in names)
+
         try:
             await server.wait_for(delivered, 90, timeout=150)
             await server.wait_for(lambda: [1] * sent_by(victim), 10, timeout=30)

@@ -75,7 +75,8 @@ def test_telegram_ids_beyond_32_bits_bytes_and_long_free_text_are_kept_exactly(s
 
     subscriber = store.save_subscriber(Subscriber(chat_id=BIG_CHAT, next_due_at=NOW, next_due_date="2024-03-30"))
     assert store.subscriber(BIG_CHAT).id == subscriber.id
-    edition = store.add_edition(DigestEdition(topic_key="", since=NOW - timedelta(days=1), until=NOW, payload_json="{}"))
+    edition = store.add_edition(DigestEdition(topic_key="", since=NOW - timedelta(days=1), until=NOW,
+                                              payload_json="{}"))
     store.plan_deliveries([DigestDelivery(subscriber_id=subscriber.id, chat_id=BIG_CHAT, local_date="2024-03-30",
                                           slot_at=NOW, edition_id=edition.id)], {})
     (delivery,) = store.deliveries_with_status(["pending"])
