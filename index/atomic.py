@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+
+STALE_SECONDS = 3600  # a write takes seconds: a temporary file this old was left by a process killed mid-write
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call `write` on a temporary file in the same folder, fsync it, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -23,6 +29,21 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def remove_stale_temporaries(path: Path, older_than: float = STALE_SECONDS) -> int:
+    """Delete the temporary files of `path` that a killed process left behind (each as big as the file itself).
+    Only old ones: a younger one may be another process's write in progress."""
+    removed = 0
+    cutoff = time.time() - older_than
+    for leftover in path.parent.glob(glob.escape(path.name) + ".*.tmp"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+                removed += 1
+        except OSError:
+            pass  # gone meanwhile, or not ours to remove
+    return removed
 
 
 def fsync_dir(folder: Path) -> None:

@@ -202,7 +202,12 @@ def test_ingest_killed_at_a_named_point_leaves_a_store_the_next_run_completes(po
     data_dir = tmp_path / "data"
     code, _, err = finished(briefbot(["ingest", "-q", str(articles)], data_dir, crash=point))
     assert code == -signal.SIGKILL, (code, err[-2000:])
+    leftovers = list((data_dir / "index").glob("*.tmp"))
+    assert bool(leftovers) == point.startswith("mid-save"), leftovers
+    for leftover in leftovers:  # as if the crash were an hour ago: the next save of that file removes it
+        os.utime(leftover, (time.time() - 7200, time.time() - 7200))
     recovers(data_dir, articles)
+    assert not list((data_dir / "index").glob("*.tmp")), "the killed write's temporary file is cleaned up"
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
