@@ -34,7 +34,8 @@ class Briefbot:
 
         `writer`: this process will ingest (it publishes snapshots once a worker does); `publish`: it is the
         worker. Anything else follows the published snapshots when there are any (Corpus.choose_role)."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # private when we create it: the database inside holds every chat's questions (an existing one is kept as is)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         corpus = Corpus(settings, encoder)
         corpus.choose_role(writer=writer, publish=publish)
         if sync_index:

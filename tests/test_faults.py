@@ -272,6 +272,31 @@ async def test_a_write_lock_held_briefly_only_delays_the_answer(sqlite_seeded):
         assert quotes(answer), answer.text
 
 
+async def test_postgresql_dropping_every_connection_costs_the_user_nothing(seeded_app, backend):
+    """What a PostgreSQL restart (or a failover) looks like from the bot: every connection it holds is gone."""
+    if backend != "postgresql":
+        pytest.skip("about PostgreSQL's connections")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    admin = create_engine(seeded_app.settings.database_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    user = 9500
+    try:
+        async with telegram_bot(seeded_app) as server:
+            server.send_text(user, "why did Iran strike Pakistan?")
+            (answer,) = await server.wait_for_messages(user, 1, timeout=60, methods=["sendMessage"])
+            with admin.connect() as connection:
+                dropped = connection.execute(text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+            assert dropped >= 1
+            server.send_text(user, "who said that?")
+            (who,) = (await server.wait_for_messages(user, 2, timeout=60, methods=["sendMessage"]))[1:]
+    finally:
+        admin.dispose()
+    assert SORRY not in who.text and quotes(who) and quotes(who)[0] == quotes(answer)[0], who.text
+
+
 # --- a full or read-only disk --------------------------------------------------------------------------------------
 FULL_DISK = """
 import errno, os
