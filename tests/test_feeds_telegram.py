@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from bot.telegram_app import build_application
-from tests.botapi import BotApiServer, running_server
+from tests.botapi import BotApiServer
 from tests.feedsite import FeedSite, Route, load_articles, rss
+from tests.test_telegram_bot import telegram_bot
 
 ADMIN = 1001
 STRANGER = 2002
@@ -17,20 +17,10 @@ STRANGER = 2002
 
 @contextlib.asynccontextmanager
 async def feed_bot(briefbot):
+    """The bot as `briefbot run` wires it, polling feeds every 0.2 s."""
     briefbot.settings.feed_poll_seconds = 0.2
-    async with running_server() as server:
-        application = build_application(briefbot, server.application_builder(read_timeout=5))
-        await application.initialize()
-        await application.post_init(application)
-        await application.start()
-        await application.updater.start_polling(poll_interval=0, timeout=1)
-        try:
-            yield server
-        finally:
-            await application.updater.stop()
-            await application.stop()
-            await application.shutdown()
-        server.assert_no_violations()
+    async with telegram_bot(briefbot) as server:
+        yield server
 
 
 async def say(server: BotApiServer, user: int, text: str, expect: int = 1, timeout: float = 30):
