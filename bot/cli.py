@@ -286,7 +286,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     encoder = Corpus(_settings(args)).encoder
     reference = encoder if isinstance(encoder, SentenceTransformerEncoder) else SentenceTransformerEncoder()
     report = bench.run(shared, encoder, reference, sizes, args.ingest_articles, args.rounds, args.subscribers,
-                       args.topic_sets)
+                       args.topic_sets, _settings(args).models_dir)
     if args.json:
         _print_json(report)
     else:
