@@ -5,6 +5,9 @@
 #   scripts/test-postgres.sh start [--install] [--owner PID] [PORT]
 #                                      prints BRIEFBOT_PG_DIR=... and BRIEFBOT_TEST_POSTGRES_URL=...
 #   scripts/test-postgres.sh stop DIR  stops that cluster and deletes its directory
+#   scripts/test-postgres.sh pause DIR / resume DIR
+#                                      stops that cluster's server (keeping its data) / starts it again on its
+#                                      port: an outage, for the tests of what the bot does meanwhile
 #
 # `--install` installs the server from Debian's packages when it is missing (needs root; CI uses it). As root the
 # cluster runs as the `postgres` user, because PostgreSQL refuses to run as root. `--owner PID` names the process
@@ -81,9 +84,8 @@ start() {
 
   local tries=0
   while :; do
-    if port_free "$port" && as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o \
-        "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB" \
-        start >/dev/null 2>&1; then
+    if port_free "$port" && serve "$bindir" "$dir" "$port"; then
+      echo "$port" >"$dir/port"
       break
     fi
     tries=$((tries + 1))
@@ -99,9 +101,32 @@ start() {
   echo "BRIEFBOT_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
 }
 
+serve() {
+  local bindir="$1" dir="$2" port="$3"
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o \
+    "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB" \
+    start >/dev/null 2>&1
+}
+
+ours() {
+  case "$1" in /tmp/briefbot-pg.*) ;; *) echo "test-postgres: not a cluster of this script: $1" >&2; return 2 ;; esac
+}
+
+pause() {
+  local dir="${1:?usage: test-postgres.sh pause DIR}" bindir
+  ours "$dir" && bindir="$(find_bindir)"
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+}
+
+resume() {
+  local dir="${1:?usage: test-postgres.sh resume DIR}" bindir
+  ours "$dir" && bindir="$(find_bindir)"
+  serve "$bindir" "$dir" "$(cat "$dir/port")" || { tail -20 "$dir/server.log" >&2; return 1; }
+}
+
 stop() {
   local dir="${1:?usage: test-postgres.sh stop DIR}"
-  case "$dir" in /tmp/briefbot-pg.*) ;; *) echo "test-postgres: not a cluster of this script: $dir" >&2; return 2 ;; esac
+  ours "$dir" || return 2
   local bindir
   if [ -d "$dir/data" ] && bindir="$(find_bindir)"; then
     as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
@@ -112,5 +137,7 @@ stop() {
 case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) echo "usage: $0 start [--install] [--owner PID] [PORT] | stop DIR" >&2; exit 2 ;;
+  pause) shift; pause "$@" ;;
+  resume) shift; resume "$@" ;;
+  *) echo "usage: $0 start [--install] [--owner PID] [PORT] | stop DIR | pause DIR | resume DIR" >&2; exit 2 ;;
 esac

@@ -297,6 +297,66 @@ async def test_postgresql_dropping_every_connection_costs_the_user_nothing(seede
     assert SORRY not in who.text and quotes(who) and quotes(who)[0] == quotes(answer)[0], who.text
 
 
+@pytest.fixture
+def paused_postgres(tmp_path, monkeypatch, encoder):
+    """A PostgreSQL cluster of this test's own (so stopping it touches no other test), with the sample articles
+    ingested, and a way to stop and start its server: (app, pause, resume)."""
+    from bot.app import Briefbot
+    from bot.settings import Settings
+
+    if os.environ.get("BRIEFBOT_TEST_POSTGRES", "").lower() in ("0", "off", "no", "false"):
+        pytest.skip("BRIEFBOT_TEST_POSTGRES=off")
+    script = ["bash", str(REPO / "scripts" / "test-postgres.sh")]
+    started = subprocess.run([*script, "start", "--owner", str(os.getpid()), "56100"], capture_output=True, text=True,
+                             timeout=180)
+    found = dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
+    if started.returncode or "BRIEFBOT_PG_DIR" not in found:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL outage test: {started.stderr[-300:]}")
+        pytest.skip(f"no PostgreSQL server to stop: {started.stderr.strip()[-300:]}")
+    cluster = found["BRIEFBOT_PG_DIR"]
+    for name in ("DATABASE_URL", "TELEGRAM_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    app = Briefbot.open(Settings(BRIEFBOT_DATA_DIR=tmp_path / "data", DATABASE_URL=found["BRIEFBOT_TEST_POSTGRES_URL"]),
+                        encoder=encoder)
+    app.corpus.ingest_paths([REPO / "bot" / "samples"])
+
+    def control(action: str) -> None:
+        subprocess.run([*script, action, cluster], check=True, capture_output=True, timeout=120)
+
+    try:
+        yield app, lambda: control("pause"), lambda: control("resume")
+    finally:
+        app.corpus.store.engine.dispose()
+        subprocess.run([*script, "stop", cluster], capture_output=True, timeout=120)
+
+
+async def test_while_postgresql_is_down_questions_get_a_polite_answer_and_afterwards_the_conversation_goes_on(
+        paused_postgres):
+    """A PostgreSQL restart or outage of several seconds: the bot stays up, says sorry (no error text) to what it
+    cannot answer meanwhile, and once the server is back answers again with the conversation intact."""
+    app, pause, resume = paused_postgres
+    user = 9600
+    async with telegram_bot(app) as server:
+        server.send_text(user, "why did the dockworkers strike at Saltreach?")
+        (answer,) = await server.wait_for_messages(user, 1, timeout=60, methods=["sendMessage"])
+        assert "Oduya" in answer.text or "union" in answer.text.lower(), answer.text
+        pause()
+        try:
+            server.send_text(user, "who said that?")
+            (refused,) = (await server.wait_for_messages(user, 2, timeout=60, methods=["sendMessage"]))[1:]
+            server.send_text(user, "more")
+            (refused_again,) = (await server.wait_for_messages(user, 3, timeout=60, methods=["sendMessage"]))[2:]
+        finally:
+            resume()
+        for reply in (refused, refused_again):
+            assert reply.text == SORRY, reply.text  # no "psycopg", no "connection refused", no traceback
+        server.send_text(user, "who said that?")
+        (who,) = (await server.wait_for_messages(user, 4, timeout=60, methods=["sendMessage"]))[3:]
+        assert SORRY not in who.text and quotes(who) and quotes(who)[0] == quotes(answer)[0], who.text
+
+
 # --- a full or read-only disk --------------------------------------------------------------------------------------
 FULL_DISK = """
 import errno, os
