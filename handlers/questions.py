@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -18,6 +19,9 @@ from handlers.render import esc
 log = logging.getLogger(__name__)
 
 SLOW_DOWN = "You're asking faster than I can read — please wait a minute and ask again."
+# "typing…" only for an answer that keeps the user waiting: most take milliseconds, and an indicator for
+# each would be a second Bot API call per question, half of the 30 a second Telegram allows a bot.
+TYPING_AFTER_SECONDS = 0.5
 
 
 async def answer_text(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
@@ -27,11 +31,14 @@ async def answer_text(update: Update, context: ContextTypes.DEFAULT_TYPE, text: 
     if over_rate_limit(context, app.settings.questions_per_minute):
         await send_html(context.bot, chat_id, esc(SLOW_DOWN))
         return
-    await typing(context, chat_id)
     async with chat_lock(context, chat_id):
         started, outcome = time.perf_counter(), "error"
         try:
-            reply = await in_worker(app.service.chat, chat_key(update), text)
+            work = asyncio.ensure_future(in_worker(app.service.chat, chat_key(update), text))
+            done, _ = await asyncio.wait({work}, timeout=TYPING_AFTER_SECONDS)
+            if not done:
+                await typing(context, chat_id)
+            reply = await work
             outcome = reply.kind
         except BadQuestion as exc:
             outcome = "bad"

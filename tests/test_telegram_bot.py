@@ -223,6 +223,29 @@ async def test_too_many_questions_get_a_polite_slow_down(seeded_app):
         assert "wait a minute" in plain(third)
 
 
+async def test_typing_shows_only_while_an_answer_keeps_the_user_waiting(seeded_app, monkeypatch):
+    """A quick answer needs no "typing…" (it would cost a second Bot API call per question); a slow one gets it
+    before the answer, so the user knows the question arrived."""
+    import time as _time
+
+    from handlers import questions
+
+    answer = seeded_app.service.chat
+
+    def slow(*args, **kwargs):
+        _time.sleep(1.0)
+        return answer(*args, **kwargs)
+
+    async with telegram_bot(seeded_app) as server:
+        monkeypatch.setattr(questions, "TYPING_AFTER_SECONDS", 30.0)  # every answer here is quicker than that
+        await say(server, USER, "why did Iran strike Pakistan?")
+        assert server.chat_actions == []
+        monkeypatch.setattr(questions, "TYPING_AFTER_SECONDS", 0.2)
+        monkeypatch.setattr(seeded_app.service, "chat", slow)
+        (reply,) = await say(server, USER, "who founded FIRST Global?")
+        assert server.chat_actions == [(USER, "typing")] and quotes(reply)
+
+
 async def test_an_internal_error_is_logged_without_the_token_and_the_user_told_politely(seeded_app, caplog, monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("database exploded at /secret/path")
