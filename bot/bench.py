@@ -141,8 +141,11 @@ def build_corpus(data_dir: Path, base: Base, passages: int, encoder) -> Briefbot
             marked = text if copy == 0 else f"{text} [{copy}]"
             passage_rows.append({"article_id": ids_for_base[owner], "position": number, "text": marked, "start": 0,
                                  "end": len(marked), "speakers_json": "[]", "embedding": vector_to_bytes(vectors[number])})
+        # The last copy may be cut short: an article without passages would still be "newest" and leave the
+        # digest benchmark's window empty.
+        used = {row["article_id"] for row in passage_rows}
         with app.corpus.store.engine.begin() as connection:
-            connection.execute(insert(Article), article_rows)
+            connection.execute(insert(Article), [row for row in article_rows if row["id"] in used])
             connection.execute(insert(Passage), passage_rows)
     app.corpus.reindex()
     app.corpus.catalog.invalidate()
@@ -222,7 +225,10 @@ def measure_digests(app: Briefbot, subscribers: int, topic_sets: int) -> dict:
     from bot import digest_eval
 
     now = digest_eval.default_now(app.corpus.store)
-    return digest_eval.benchmark(app.digests, subscribers, topic_sets, now, baseline_sample=20)
+    result = digest_eval.benchmark(app.digests, subscribers, topic_sets, now, baseline_sample=20)
+    if not result["stories_in_editions"]:
+        raise RuntimeError(f"the digest benchmark composed only empty editions (window ending {now}): it timed nothing")
+    return result
 
 
 def run(shared: Path, encoder, reference, sizes: list[int], ingest_articles: int, rounds: int, subscribers: int,
@@ -264,5 +270,6 @@ def render(report: dict) -> str:
     if digests:
         lines.append(f"digests: {digests['subscribers']:,} subscribers over {digests['topic_sets']} topic sets in "
                      f"{digests['grouped_seconds']} s vs {digests['baseline_seconds_extrapolated']} s composing per "
-                     f"subscriber ({digests['speedup']}x)")
+                     f"subscriber ({digests['speedup']}x); {digests['editions']} editions holding "
+                     f"{digests['stories_in_editions']} stories")
     return "\n".join(lines)
