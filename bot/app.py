@@ -75,3 +75,54 @@ def configure_logging(level: str) -> None:
     )
     for noisy in ("httpx", "sentence_transformers", "transformers", "faiss", "urllib3", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+# --- the bot token never reaches a log or an error message --------------------------------------------------------
+REDACTED = "<token>"
+_TRACEBACKS = logging.Formatter()
+
+
+def redact(text: str, token: str | None) -> str:
+    """`text` with the bot token replaced, and its secret half too wherever it appears on its own."""
+    if not token or not text:
+        return text
+    text = text.replace(token, REDACTED)
+    _, _, secret = token.partition(":")
+    if len(secret) >= 8:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactToken(logging.Filter):
+    """Whatever a library logs (a request URL, an exception carrying one, a traceback), the token never reaches
+    the log: the message, its arguments, the formatted traceback and the stack are redacted."""
+
+    def __init__(self, token: str):
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken log call is logging's to report, not ours
+            return True
+        clean = redact(message, self.token)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)  # handlers reuse it as formatted here
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.token)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.token)
+        return True
+
+
+def redact_token_in_logs(token: str | None) -> None:
+    """Put a RedactToken on every handler of the root logger (and on logging's last-resort handler)."""
+    if not token:
+        return
+    handlers = list(logging.getLogger().handlers) + ([logging.lastResort] if logging.lastResort else [])
+    for handler in handlers:
+        if not any(isinstance(f, RedactToken) and f.token == token for f in handler.filters):
+            handler.addFilter(RedactToken(token))

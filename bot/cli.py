@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
 from bot import cli_migrate
-from bot.app import SAMPLES_DIR, Briefbot, configure_logging
+from bot.app import SAMPLES_DIR, Briefbot, configure_logging, redact, redact_token_in_logs
 from bot.render_text import render_answer, render_reply
 from bot.service import BadQuestion
 from bot.settings import Settings
@@ -813,13 +813,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     configure_logging("DEBUG" if args.verbose else settings.log_level)
+    redact_token_in_logs(settings.telegram_bot_token)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last line of defence: a clear message, the details in the log
         log.debug("command failed", exc_info=True)
-        print(f"briefbot: {args.command} failed: {exc}", file=sys.stderr)
+        print(f"briefbot: {args.command} failed: {redact(str(exc), settings.telegram_bot_token)}", file=sys.stderr)
         return EXIT_FAILED
 
 

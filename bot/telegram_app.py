@@ -17,7 +17,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.app import Briefbot
+from bot.app import Briefbot, redact_token_in_logs
 from bot.ops import OpsServer
 from handlers import callbacks, commands, digests, errors, feeds, other, questions
 from handlers.common import BRIEFBOT
@@ -34,22 +34,9 @@ NO_TOKEN = (
 )
 
 
-class RedactToken(logging.Filter):
-    """Whatever a library logs, the bot token never reaches the log."""
-
-    def __init__(self, token: str):
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.token and self.token in record.getMessage():
-            record.msg = record.getMessage().replace(self.token, "<token>")
-            record.args = ()
-        return True
-
-
 def application_builder(token: str, base_url: str | None = None) -> ApplicationBuilder:
     """PTB's builder for Telegram, or for another Bot API server at `base_url` (self-hosted, or a test server)."""
+    redact_token_in_logs(token)  # before PTB builds the Bot, which logs its URLs (token included) at DEBUG
     builder = ApplicationBuilder().token(token)
     if base_url:
         builder = builder.base_url(base_url).base_file_url(base_url.replace("/bot", "/file/bot"))
@@ -62,8 +49,7 @@ def build_application(briefbot: Briefbot, builder: ApplicationBuilder) -> Applic
                .post_init(_post_init).post_shutdown(_post_shutdown))
     application = builder.build()
     application.bot_data[BRIEFBOT] = briefbot
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactToken(application.bot.token))
+    redact_token_in_logs(application.bot.token)
 
     private = filters.ChatType.PRIVATE
     groups = filters.ChatType.GROUPS
