@@ -133,6 +133,15 @@ async def feed_job(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def _tell_admin(context: ContextTypes.DEFAULT_TYPE, outcome: PollOutcome) -> None:
     """The first poll of a feed added in Telegram: tell the admin who added it how it went (once)."""
+    try:
+        await send_html(context.bot, outcome.notify_chat_id, outcome_html(outcome))
+    except Exception:  # noqa: BLE001 - the note is a courtesy; the feed works either way
+        log.warning("could not tell chat %s about feed #%d", outcome.notify_chat_id, outcome.feed_id, exc_info=True)
+    await in_worker(briefbot(context).corpus.store.update_feed, outcome.feed_id, notify_chat_id=None)
+
+
+def outcome_html(outcome: PollOutcome) -> str:
+    """What the first poll of a feed brought, for the admin who added it (the feed's title and error escaped)."""
     name = esc(outcome.name)
     if outcome.state == "failed":
         text = f"⚠️ Feed #{outcome.feed_id} <b>{name}</b>: I couldn't read it: {esc(outcome.error)}\n" \
@@ -145,11 +154,7 @@ async def _tell_admin(context: ContextTypes.DEFAULT_TYPE, outcome: PollOutcome) 
         text += " Ask me about them!"
     else:
         text = f"📰 Feed #{outcome.feed_id} <b>{name}</b>: read; nothing new in it yet."
-    try:
-        await send_html(context.bot, outcome.notify_chat_id, text)
-    except Exception:  # noqa: BLE001 - the note is a courtesy; the feed works either way
-        log.warning("could not tell chat %s about feed #%d", outcome.notify_chat_id, outcome.feed_id, exc_info=True)
-    await in_worker(briefbot(context).corpus.store.update_feed, outcome.feed_id, notify_chat_id=None)
+    return text
 
 
 def _ago(value: datetime) -> str:

@@ -161,3 +161,103 @@ async def test_every_admin_command_and_any_forged_button_is_refused_to_a_non_adm
         answer = await refused(ADMIN, f"/removefeed {feed.id}")
         assert "not allowed" in answer, answer
     assert [f.id for f, _ in app.feeds.feeds()] == [feed.id], "the feed is still followed"
+
+
+# --- 3. private addresses: DNS rebinding --------------------------------------------------------------------------
+def test_a_name_that_rebinds_to_a_private_address_is_never_connected_to_there(monkeypatch):
+    """DNS rebinding: rebind.test answers a public address the first time and 10.0.0.7 (private) after that. The
+    system resolver itself is patched, so any second look-up (httpx resolving the name again to connect) would get
+    the private address. The fetcher resolves once, checks, and connects to the checked address; and a redirect
+    back to the same name is resolved and checked again, and refused. (127.0.0.1 plays the public web server.)"""
+    import socket
+
+    from bot.fetch import FetchError, Fetcher, FetchPolicy, address_problem
+    from tests.feedsite import FeedSite, Route
+
+    real_getaddrinfo = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding_getaddrinfo(host, port, *args, **kwargs):
+        if host != "rebind.test":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "10.0.0.7"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    def public_loopback(_host: str, address: str) -> str | None:
+        return None if address == "127.0.0.1" else address_problem(address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_getaddrinfo)
+    fetcher = Fetcher(FetchPolicy(timeout=3.0, allow_private=False), address_check=public_loopback)
+    with FeedSite() as site:
+        site.add("/page.html", Route(body=b"<!DOCTYPE html><html><body><p>Hello.</p></body></html>"))
+        site.add("/again", Route(status=302, headers={"Location": site.url("/page.html", "rebind.test")}))
+
+        result = fetcher.fetch(site.url("/page.html", "rebind.test"))
+        assert b"Hello" in result.content and lookups == ["rebind.test"], "resolved once, connected to that address"
+        assert site.hits[-1].headers["host"] == f"rebind.test:{site.port}"
+
+        lookups.clear()
+        with pytest.raises(FetchError) as refused:
+            fetcher.fetch(site.url("/again", "rebind.test"))
+        assert refused.value.kind == "blocked-address"
+        assert "after 1 redirect" in str(refused.value) and "10.0.0.7, a private address" in str(refused.value)
+        assert lookups == ["rebind.test", "rebind.test"]
+
+
+# --- 4. HTML escaping -------------------------------------------------------------------------------------------
+HOSTILE = '<b>x</b> & </blockquote><a href="javascript:alert(1)">y</a> <tg-spoiler>'
+
+
+def _assert_escaped(html: str) -> None:
+    """Telegram accepts it, and the hostile text is shown as text: escaped, no tag or link of its own."""
+    from handlers.render import esc
+    from tests.botapi.html_check import check_html
+
+    assert check_html(html) is None, (check_html(html), html)
+    assert esc(HOSTILE) in html or esc(HOSTILE[:40]) in html, html
+    assert "<a href=\"javascript" not in html and "<tg-spoiler>" not in html and "<b>x</b>" not in html, html
+
+
+def test_feed_titles_urls_errors_topics_settings_and_speakers_are_escaped():
+    """What test_render.py, test_digest_compose.py and test_hostile_input.py do not reach: /feeds lines, the note
+    to the admin after a feed's first poll (a feed's title is anyone's text), topics and time zone in /topics and
+    /settings, speakers and outlets in a digest story, and a "who said that?" attribution."""
+    from datetime import datetime, timezone
+
+    from bot.digest import Story, StorySource
+    from bot.feeds import PollOutcome
+    from bot.service import Answer, Reply, Result
+    from bot.storage import Feed
+    from bot.subscriptions import SubscriptionView
+    from handlers.digest_render import story_html
+    from handlers.digests import next_line, settings_html, topics_line
+    from handlers.feeds import feed_line, outcome_html
+    from handlers.render import reply_messages
+    from index.types import Speaker
+
+    now = datetime(2026, 11, 20, 8, tzinfo=timezone.utc)
+    feed = Feed(id=1, url="https://example.org/feed.xml?" + HOSTILE, title=HOSTILE, last_error=HOSTILE,
+                consecutive_failures=1, last_polled_at=now)
+    _assert_escaped(feed_line(feed, 3))
+    for state in ("failed", "new", "unchanged"):
+        _assert_escaped(outcome_html(PollOutcome(1, feed.url, HOSTILE, state, entries=1 if state == "new" else 0,
+                                                 added=1 if state == "new" else 0, error=HOSTILE)))
+
+    view = SubscriptionView(chat_id=5, subscribed=True, paused=False, topics=[HOSTILE, "oil"], digest_time="08:00",
+                            timezone=HOSTILE, next_digest=now, last_digest=now)
+    for html in (settings_html(view), topics_line(view), next_line(view)):
+        _assert_escaped(html)
+
+    story = Story(rank=1, headline=HOSTILE, article_id=1, sentences=[HOSTILE], speakers=[Speaker(HOSTILE, HOSTILE)],
+                  source=HOSTILE, place=HOSTILE, published=now, url=None,
+                  sources=[StorySource(1, "T", HOSTILE, HOSTILE, now, None), StorySource(2, "T", "AP", None, now, None)],
+                  score=1.0)
+    _assert_escaped(story_html(story))
+
+    said = Result(rank=1, score=0.9, passage_id=1, text="A quote.", highlight="", highlight_start=0, highlight_end=0,
+                  article_id=1, position=0, title=HOSTILE, source=HOSTILE, author=HOSTILE, dateline=None,
+                  published=now, url=None, speakers=[Speaker(HOSTILE, HOSTILE, "said")])
+    (message,) = reply_messages(Reply("attribution", "Who said it, and where it was published:",
+                                      Answer("q", True, [said])))
+    _assert_escaped(message.html)
