@@ -131,6 +131,7 @@ class Corpus:
         self.store = Store(settings.resolved_database_url)
         self._encoder = encoder
         self._encoder_lock = threading.Lock()  # the first questions arrive together: load the model once
+        self._highlight_encoder: Encoder | None = None
         self.index_path = settings.index_dir / INDEX_FILE
         self.lexical_path = settings.index_dir / LEXICAL_FILE
         self.snapshots = SnapshotDir(settings.index_dir / SNAPSHOTS_DIR)
@@ -236,6 +237,32 @@ class Corpus:
                 cache_dir=self.settings.models_dir,
             )
         return self._encoder
+
+    @property
+    def highlight_encoder(self) -> Encoder:
+        """The model that ranks a shown passage's sentences for the bold one: the largest per-question cost.
+
+        With questions on ONNX fp32 it is the int8 variant of the same export (docs/encoders.md: same best
+        sentence, half the time); otherwise, or when int8 can't be loaded, the question encoder itself."""
+        if self._highlight_encoder is not None:
+            return self._highlight_encoder
+        encoder = self.encoder
+        with self._encoder_lock:
+            if self._highlight_encoder is None:
+                self._highlight_encoder = encoder
+                # Only an int8 file exported beside the fp32 one: building it here would hold a question up.
+                if (self.settings.highlight_encoder == "auto" and getattr(encoder, "variant", None) == "fp32"
+                        and not isinstance(encoder.cache.read("int8"), str)):
+                    try:
+                        from index.onnx_encoder import OnnxEncoder
+
+                        self._highlight_encoder = OnnxEncoder(
+                            encoder.model.root, encoder.cache.cache_dir, "int8", batch_size=encoder.batch_size,
+                            threads=encoder.threads, slug=encoder.model.slug)
+                    except Exception as exc:  # noqa: BLE001 - the question encoder does the job too
+                        log.warning("highlighting with %s (int8 unavailable: %s)", encoder.name, exc)
+                log.info("bold sentences chosen with %s", self._highlight_encoder.name)
+        return self._highlight_encoder
 
     # --- keeping the index in agreement with the database ---------------------------------------
     def open(self) -> None:

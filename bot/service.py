@@ -199,7 +199,7 @@ class BriefingService:
     def _results(self, question: str, retrieval: Retrieval) -> list[Result]:
         candidates = retrieval.candidates
         spans = best_sentence_spans(question, retrieval.query_vector, [c.passage.text for c in candidates],
-                                    self.corpus.encoder)
+                                    self.corpus.highlight_encoder)
         results = []
         for rank, (candidate, span) in enumerate(zip(candidates, spans), start=1):
             result = self._result(rank, candidate.score, candidate.passage, candidate.article, span)

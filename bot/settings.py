@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     encoder: Literal["auto", "onnx-int8", "onnx-fp32", "torch"] = Field(default="auto", validation_alias="BRIEFBOT_ENCODER")
     encoder_threads: int = Field(default=0, ge=0, validation_alias="BRIEFBOT_ENCODER_THREADS")
     encoder_cache_dir: Path | None = Field(default=None, validation_alias="BRIEFBOT_MODELS_DIR")
+    highlight_encoder: Literal["auto", "same"] = Field(default="auto", validation_alias="BRIEFBOT_HIGHLIGHT_ENCODER")
 
     results_per_answer: int = Field(default=3, validation_alias="BRIEFBOT_RESULTS_PER_ANSWER")
     min_relevance: float = Field(default=0.66, validation_alias="BRIEFBOT_MIN_RELEVANCE")

@@ -225,3 +225,41 @@ def test_serving_does_not_import_torch(built):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_bold_sentences_are_chosen_with_int8_beside_fp32_questions_and_match_fp32s_choice(
+        built, seeded_dir, tmp_path, monkeypatch):
+    """The bold sentence is the largest per-question cost; int8 ranks a passage's few sentences as fp32 does."""
+    from bot.app import Briefbot
+    from bot.settings import Settings
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    shutil.copytree(seeded_dir, tmp_path / "data")
+    questions = ["why did Iran strike?", "how many people were killed in the Kerman bombing?",
+                 "who founded FIRST Global?", "what did Pakistan say after the strikes?",
+                 "why are the borderlands unstable?", "what happened at the robotics challenge?"]
+    bold = {}
+    for choice in ("auto", "same"):
+        settings = Settings(BRIEFBOT_DATA_DIR=tmp_path / "data", DATABASE_URL=None, BRIEFBOT_HIGHLIGHT_ENCODER=choice)
+        app = Briefbot.open(settings, encoder=onnx(built, "fp32"))
+        expected = "onnx-int8" if choice == "auto" else "onnx-fp32"
+        assert app.corpus.highlight_encoder.name.startswith(expected)
+        bold[choice] = [r.highlight for q in questions for r in app.service.ask(q).results]
+        app.corpus.store.engine.dispose()
+    agreeing = sum(a == b for a, b in zip(bold["auto"], bold["same"]))
+    assert len(bold["auto"]) >= 12 and agreeing >= 0.9 * len(bold["auto"]), (agreeing, len(bold["auto"]))
+
+
+def test_without_an_int8_export_the_question_encoder_chooses_the_bold_sentence_and_nothing_is_built(
+        built, tmp_path, monkeypatch):
+    from bot.corpus import Corpus
+    from bot.settings import Settings
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    only_fp32 = tmp_path / "models"
+    only_fp32.mkdir()
+    for path in built.glob(f"{PACKAGED_SLUG}-fp32.onnx*"):
+        shutil.copy2(path, only_fp32 / path.name)
+    corpus = Corpus(Settings(BRIEFBOT_DATA_DIR=tmp_path / "data", DATABASE_URL=None), encoder=onnx(only_fp32, "fp32"))
+    assert corpus.highlight_encoder is corpus.encoder
+    assert not list(only_fp32.glob("*int8*")), "a question must never wait for an export"
