@@ -11,6 +11,7 @@ memory (about 1.7 GB per million passages) would be too much.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
@@ -23,6 +24,19 @@ import numpy as np
 from index.atomic import write_atomically
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _one_omp_thread():
+    """One query has nothing to share among threads, and OpenMP's team costs more than the search: on two busy
+    cores an HNSW query took 8 ms with two threads and 0.5 ms with one (p50 at 91k passages). Only this
+    thread's setting changes, and only for the call; builds keep every core."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 FLAT_MAX = 20_000  # exact search under ~2 ms a question
 HNSW_MAX = 400_000  # above this HNSW's graph and full vectors cost more memory than we want
@@ -168,7 +182,7 @@ class VectorIndex:
         if len(self) == 0 or k <= 0:
             return []
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        with self._lock:
+        with self._lock, _one_omp_thread():
             want = min(k + len(self._deleted), int(self._index.ntotal))
             scores, ids = self._index.search(query, want)
             hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0])
