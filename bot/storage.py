@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -133,7 +134,7 @@ def _insert(session: Session, model: type[SQLModel]):
 def make_engine(url: str) -> Engine:
     """Create the engine; SQLite gets WAL and a busy timeout so readers and one writer get along."""
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _create_private(Path(url.removeprefix("sqlite:///").split("?", 1)[0]))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -149,6 +150,18 @@ def make_engine(url: str) -> Engine:
         # Sessions in UTC, so anything that reads timestamps as text (psql, logs) sees what the bot sees.
         return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
     return create_engine(url, pool_pre_ping=True)
+
+
+def _create_private(path: Path) -> None:
+    """A new SQLite file is created 0600 (its -wal and -shm files take its mode): it holds every chat's questions,
+    and the directory around it may be one the operator made readable. An existing file is left as it is."""
+    if str(path) in ("", ":memory:") or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # another process made it meanwhile
 
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:

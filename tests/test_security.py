@@ -261,3 +261,115 @@ def test_feed_titles_urls_errors_topics_settings_and_speakers_are_escaped():
     (message,) = reply_messages(Reply("attribution", "Who said it, and where it was published:",
                                       Answer("q", True, [said])))
     _assert_escaped(message.html)
+
+
+# --- 6. private files ------------------------------------------------------------------------------------------
+def test_a_new_data_directory_is_private(tmp_path, monkeypatch, encoder):
+    """The database in it holds every chat's questions and chat ids: nobody else on the machine may read it."""
+    from bot.app import Briefbot
+    from bot.settings import Settings
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    data_dir = tmp_path / "fresh" / "data"
+    app = Briefbot.open(Settings(BRIEFBOT_DATA_DIR=data_dir, DATABASE_URL=None), encoder=encoder, sync_index=False)
+    app.corpus.store.engine.dispose()
+    assert stat.S_IMODE(data_dir.stat().st_mode) & 0o077 == 0, oct(data_dir.stat().st_mode)
+
+
+def test_the_database_is_private_even_in_a_readable_directory_and_nothing_else_is_exposed(tmp_path, monkeypatch,
+                                                                                           encoder):
+    """A data directory the operator made (0755) is kept as it is, so the SQLite file must guard itself: it is
+    created 0600, and its -wal and -shm files take its mode. The index files are derived from public articles
+    (0644 by design) and sit in the data directory; in a new one (0700) no file is reachable by others at all."""
+    from bot.app import Briefbot
+    from bot.settings import Settings
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for data_dir, made_by_operator in ((tmp_path / "operator", True), (tmp_path / "fresh", False)):
+        if made_by_operator:
+            data_dir.mkdir(mode=0o755)
+            data_dir.chmod(0o755)
+        app = Briefbot.open(Settings(BRIEFBOT_DATA_DIR=data_dir, DATABASE_URL=None), encoder=encoder)
+        app.corpus.ingest_paths(sorted((REPO / "bot" / "samples").glob("*.txt"))[:1])
+        app.service.chat("tg:42", "what happened?")  # a chat's question, in the database
+        database = data_dir / "briefbot.db"
+        held = [p for p in (database, data_dir / "briefbot.db-wal", data_dir / "briefbot.db-shm") if p.exists()]
+        assert database in held and len(held) == 3, held
+        for path in held:
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, (path, oct(path.stat().st_mode))
+        app.corpus.store.engine.dispose()
+        if not made_by_operator:
+            assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+            for path in data_dir.rglob("*"):  # everything below sits behind the 0700 directory
+                assert data_dir in path.parents
+
+
+# --- 7. no pickle, eval or exec of untrusted data -----------------------------------------------------------------
+class _Payload:
+    """Unpickling this creates a file: the proof that a pickle inside an index file was executed."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_planted_pickle_in_the_index_files_is_refused_and_the_index_rebuilt(seeded_copy, encoder, tmp_path):
+    """Both index files are .npz archives read with np.load(allow_pickle=False). Someone who can write the index
+    directory plants archives whose arrays are pickles (object arrays) that would run code when loaded: they are
+    refused as corrupt, nothing runs, and the indexes are rebuilt from the database."""
+    import numpy as np
+
+    from bot.app import Briefbot
+    from bot.corpus import INDEX_FILE, LEXICAL_FILE
+
+    index_dir = seeded_copy.data_dir / "index"
+    markers = {name: tmp_path / f"executed-{name}" for name in (INDEX_FILE, LEXICAL_FILE)}
+    for name, marker in markers.items():
+        evil = np.array([_Payload(marker)], dtype=object)
+        with (index_dir / name).open("wb") as handle:
+            np.savez(handle, faiss=evil, kind=evil, deleted=evil, ids=evil, meta=evil)
+        assert b"touch" in (index_dir / name).read_bytes(), "the archive holds the pickle"
+
+    app = Briefbot.open(seeded_copy.settings(), encoder=encoder)
+    try:
+        assert not [m for m in markers.values() if m.exists()], "a pickle from the index directory was executed"
+        passages = app.corpus.store.counts()[1]
+        assert len(app.corpus.index) == passages and len(app.corpus.lexical.ids()) == passages, "rebuilt"
+        reply = app.service.chat("cli:pickle", "why did Iran strike Pakistan?")
+        assert reply.answer.results
+        for name in (INDEX_FILE, LEXICAL_FILE):
+            with np.load(index_dir / name, allow_pickle=False) as saved:  # rewritten: plain arrays only
+                assert all(saved[key].dtype != object for key in saved.files)
+    finally:
+        app.corpus.store.engine.dispose()
+
+
+UNSAFE = [
+    (re.compile(r"\b(import|from)\s+(c?pickle|dill|shelve|marshal|joblib)\b"), "a pickle-family module"),
+    (re.compile(r"\b(c?pickle|dill|joblib|marshal)\.loads?\("), "unpickling"),
+    (re.compile(r"(?<![\w.])(eval|exec)\s*\("), "eval/exec"),
+    (re.compile(r"allow_pickle\s*=\s*True"), "np.load with allow_pickle=True"),
+    (re.compile(r"\bnp\.load\((?![^)]*allow_pickle\s*=\s*False)"), "np.load without allow_pickle=False"),
+    (re.compile(r"\btorch\.load\((?![^)]*weights_only\s*=\s*True)"), "torch.load without weights_only=True"),
+    (re.compile(r"\byaml\.(unsafe_)?load\((?![^)]*SafeLoader)"), "yaml.load without SafeLoader"),
+    (re.compile(r"\bcompile\s*\([^)]*['\"]exec['\"]"), "compile(..., 'exec')"),
+]
+
+
+def test_no_pickle_eval_or_exec_in_the_source():
+    """bot/, index/ and handlers/ never unpickle, eval or exec anything (SQLModel's session.exec(...) and torch's
+    model.eval() are methods, not the builtins, and are not matched)."""
+    found = []
+    for folder in ("bot", "index", "handlers"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                code = line.split("#", 1)[0]
+                for pattern, what in UNSAFE:
+                    if pattern.search(code):
+                        found.append(f"{path.relative_to(REPO)}:{number}: {what}: {line.strip()}")
+    assert not found, "\n".join(found)
+    bad = "x = pickle.loads(data)\nimport pickle\neval(text)\nnp.load(path)\ntorch.load(f)\n"
+    assert len([1 for line in bad.splitlines() for pattern, _ in UNSAFE if pattern.search(line)]) == 5, \
+        "the patterns catch what they are for"
