@@ -30,6 +30,7 @@ from bot.app import Briefbot
 from bot.settings import Settings
 from bot.storage import Article, Passage, utcnow, vector_to_bytes
 from index.chunker import chunk_article
+from index.vectors import one_omp_thread
 from index.parsers import parse_path
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,10 @@ def measure_answers(app: Briefbot, reference, rounds: int) -> dict:
     flat.add(vectors)
     for question in QUESTIONS[:3]:  # warm caches (catalog, tokenizer) as a running bot has them
         app.service.ask(question)
+        reference.encode([question])
+    # Each side in a block of its own: torch's OpenMP threads spin after every call and would slow whatever runs
+    # next on two cores. The baseline searches with one OpenMP thread too, as the bot does: a team of two costs
+    # more than a single query's search (index/vectors.py), and a handicapped baseline would flatter the ratio.
     service_times, baseline_times = [], []
     for round_ in range(rounds):
         for question in QUESTIONS:
@@ -169,15 +174,20 @@ def measure_answers(app: Briefbot, reference, rounds: int) -> dict:
             answer = app.service.ask(question)
             reply_messages(Reply("answer" if answer.answered else "declined", "", answer))
             service_times.append(time.perf_counter() - start)
+    for round_ in range(rounds):
+        for question in QUESTIONS:
             start = time.perf_counter()
-            flat.search(reference.encode([question]), 10)
+            with one_omp_thread():
+                flat.search(reference.encode([question]), 10)
             baseline_times.append(time.perf_counter() - start)
     service, baseline = percentiles(service_times), percentiles(baseline_times)
     index_path = app.corpus.index_path
+    stages = measure_stages(app, rounds)
     return {
         "passages": len(app.corpus.index), "index_kind": app.corpus.index.kind,
         "service": service, "baseline_encode_plus_flat": baseline,
         "p50_ratio_to_baseline": round(service["p50_ms"] / baseline["p50_ms"], 2) if baseline["p50_ms"] else None,
+        "stages_p50_ms": stages,
         "index_bytes_per_passage": round(index_path.stat().st_size / max(1, len(app.corpus.index)), 1),
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -201,6 +211,27 @@ def _run_measured(command: list[str], env: dict, stdin: str = "") -> tuple[float
     if done.returncode or int(code):
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
     return float(seconds), round(int(peak_kb) / 1024, 1)
+
+
+def measure_stages(app: Briefbot, rounds: int) -> dict:
+    """Where an answer's time goes: the question's vector, the vector search, the bold sentence of the shown
+    passages (p50 of each alone; the rest is BM25, fusion, the database and rendering)."""
+    from index.highlight import best_sentence_spans
+
+    timings: dict[str, list[float]] = {"encode_question": [], "vector_search": [], "bold_sentence": []}
+    shown = {question: [r.text for r in app.service.ask(question).results] for question in QUESTIONS}
+    for _ in range(rounds):
+        for question in QUESTIONS:
+            start = time.perf_counter()
+            vector = app.corpus.embed_query(question)
+            timings["encode_question"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            app.corpus.index.search(vector, 100)
+            timings["vector_search"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            best_sentence_spans(question, vector, shown[question], app.corpus.highlight_encoder)
+            timings["bold_sentence"].append(time.perf_counter() - start)
+    return {name: round(statistics.median(values) * 1000, 2) for name, values in timings.items()}
 
 
 def measure_cold_start(data_dir: Path, models_dir: Path) -> dict:
@@ -262,6 +293,10 @@ def render(report: dict) -> str:
                      f"{s['p50_ms']}/{s['p95_ms']}/{s['p99_ms']} ms vs encode+Flat {b['p50_ms']}/{b['p95_ms']}/"
                      f"{b['p99_ms']} ms ({row['p50_ratio_to_baseline']}x at p50); index "
                      f"{row['index_bytes_per_passage']} B/passage")
+        stages = row.get("stages_p50_ms")
+        if stages:
+            lines.append("  p50 of the parts: " + ", ".join(f"{name.replace('_', ' ')} {value} ms"
+                                                         for name, value in stages.items()))
         cold = row["fresh_process"]
         lines.append(f"  fresh process: first answer in {cold['first_answer_s']} s vs model load + encode "
                      f"{cold['baseline_model_load_and_encode_s']} s ({cold['ratio']}x); serving peak RSS "

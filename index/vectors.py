@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _one_omp_thread():
+def one_omp_thread():
     """One query has nothing to share among threads, and OpenMP's team costs more than the search: on two busy
     cores an HNSW query took 8 ms with two threads and 0.5 ms with one (p50 at 91k passages). Only this
     thread's setting changes, and only for the call; builds keep every core."""
@@ -182,7 +182,7 @@ class VectorIndex:
         if len(self) == 0 or k <= 0:
             return []
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        with self._lock, _one_omp_thread():
+        with self._lock, one_omp_thread():
             want = min(k + len(self._deleted), int(self._index.ntotal))
             scores, ids = self._index.search(query, want)
             hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0])
