@@ -27,6 +27,7 @@ def test_bench_reports_every_measurement_beside_its_baseline(shared_data, tmp_pa
     (answers,) = report["answers"]
     assert answers["passages"] == 1500 and answers["index_kind"] == "flat"
     assert 0 < answers["service"]["p50_ms"] <= answers["service"]["p99_ms"]
+    assert answers["recall_at_10_vs_flat"] == 1.0, "Flat is exact"
     assert answers["p50_ratio_to_baseline"] > 0 and set(answers["stages_p50_ms"]) == {
         "encode_question", "vector_search", "bold_sentence"}
     fresh = answers["fresh_process"]
