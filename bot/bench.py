@@ -2,7 +2,7 @@
 
 The corpus comes from ../shared/data/reuters-dev. Embedding 100k passages takes most of an hour on two
 cores, so the large corpora are built from a base of really embedded passages repeated with light
-perturbation (text: a marker word; vector: the base vector plus small noise, renormalised) and written
+perturbation (text: a marker in front; vector: the base vector plus small noise, renormalised) and written
 straight to the database — retrieval cost depends on the counts and the vectors' spread, not on reading
 every story.
 """
@@ -29,7 +29,10 @@ from sqlalchemy import insert
 from bot.app import Briefbot
 from bot.settings import Settings
 from bot.storage import Article, Passage, bytes_to_matrix, utcnow, vector_to_bytes
-from index.chunker import chunk_article
+from index.chunker import chunk_article, split_sentences
+from index.sentence_vectors import encode_passages
+from index.sentence_vectors import from_bytes as sentences_from_bytes
+from index.sentence_vectors import to_bytes as sentences_to_bytes
 from index.vectors import one_omp_thread
 from index.parsers import parse_path
 
@@ -53,6 +56,7 @@ class Base:
     texts: list[str]
     article_of: list[int]  # index into articles
     vectors: np.ndarray
+    sentences: list[bytes | None]  # each passage's stored sentence vectors (index/sentence_vectors.py)
 
 
 def reuters_articles(shared: Path, limit: int) -> list:
@@ -100,7 +104,7 @@ def measure_ingest(shared: Path, encoder, reference, articles: int) -> tuple[dic
         start = time.perf_counter()
         reference.encode(texts)
         bare = time.perf_counter() - start
-        vectors = encoder.encode(texts)
+        vectors, sentences = encode_passages(encoder, texts, [split_sentences(text) for text in texts])
         app.corpus.store.engine.dispose()
     result = {
         "passages": report.passages, "pipeline_passages_per_s": round(report.passages / pipeline, 1),
@@ -108,7 +112,8 @@ def measure_ingest(shared: Path, encoder, reference, articles: int) -> tuple[dic
         "ratio_to_bare_reference": round((report.passages / pipeline) / (len(texts) / bare), 2),
     }
     base_articles = [{"title": a.title, "source": a.source, "published": a.published} for a in parsed]
-    return result, Base(base_articles, texts, article_of, vectors)
+    return result, Base(base_articles, texts, article_of, vectors,
+                        [None if s is None else sentences_to_bytes(s) for s in sentences])
 
 
 def build_corpus(data_dir: Path, base: Base, passages: int, encoder) -> Briefbot:
@@ -139,9 +144,10 @@ def build_corpus(data_dir: Path, base: Base, passages: int, encoder) -> Briefbot
             if written >= passages:
                 break
             written += 1
-            marked = text if copy == 0 else f"{text} [{copy}]"
+            marked = text if copy == 0 else f"[{copy}] {text}"  # a prefix keeps the sentences as they were
             passage_rows.append({"article_id": ids_for_base[owner], "position": number, "text": marked, "start": 0,
-                                 "end": len(marked), "speakers_json": "[]", "embedding": vector_to_bytes(vectors[number])})
+                                 "end": len(marked), "speakers_json": "[]", "embedding": vector_to_bytes(vectors[number]),
+                                 "sentence_vectors": base.sentences[number]})
         # The last copy may be cut short: an article without passages would still be "newest" and leave the
         # digest benchmark's window empty.
         used = {row["article_id"] for row in passage_rows}
@@ -254,7 +260,12 @@ def measure_stages(app: Briefbot, rounds: int) -> dict:
     from index.highlight import best_sentence_spans
 
     timings: dict[str, list[float]] = {"encode_question": [], "vector_search": [], "bold_sentence": []}
-    shown = {question: [r.text for r in app.service.ask(question).results] for question in QUESTIONS}
+    shown = {}
+    for question in QUESTIONS:
+        ids = [r.passage_id for r in app.service.ask(question).results]
+        stored = app.corpus.store.passages_by_id(ids)
+        shown[question] = ([stored[i].text for i in ids],
+                           [sentences_from_bytes(stored[i].sentence_vectors, app.corpus.index.dim) for i in ids])
     for _ in range(rounds):
         for question in QUESTIONS:
             start = time.perf_counter()
@@ -264,7 +275,8 @@ def measure_stages(app: Briefbot, rounds: int) -> dict:
             app.corpus.index.search(vector, 100)
             timings["vector_search"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            best_sentence_spans(question, vector, shown[question], app.corpus.highlight_encoder)
+            texts, sentences = shown[question]
+            best_sentence_spans(question, vector, texts, app.corpus.highlight_encoder, sentences)
             timings["bold_sentence"].append(time.perf_counter() - start)
     return {name: round(statistics.median(values) * 1000, 2) for name, values in timings.items()}
 

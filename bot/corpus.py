@@ -40,10 +40,12 @@ from bot.snapshots import (
 )
 from bot.storage import Article, Passage, Store, bytes_to_matrix, vector_to_bytes
 from index.attribution import attribute_chunks
-from index.chunker import chunk_article
+from index.chunker import chunk_article, split_sentences
 from index.embeddings import EMBEDDING_DIM, Encoder, SentenceTransformerEncoder
 from index.lexical import LexicalCorrupt, LexicalIndex
 from index.parsers import ParseFailure, iter_inputs, parse_path
+from index.sentence_vectors import encode_passages
+from index.sentence_vectors import to_bytes as sentences_to_bytes
 from index.types import ParsedArticle
 from index.vectors import IndexCorrupt, VectorIndex, choose_kind
 
@@ -373,8 +375,10 @@ class Corpus:
             pending = self.store.passages_missing_embeddings()
             if not pending:
                 return
-            vectors = self.encoder.encode([p.text for p in pending])
-            self.store.set_embeddings({p.id: vector_to_bytes(v) for p, v in zip(pending, vectors)})
+            vectors, sentences = encode_passages(self.encoder, [p.text for p in pending],
+                                                 [split_sentences(p.text) for p in pending])
+            self.store.set_embeddings({p.id: vector_to_bytes(v) for p, v in zip(pending, vectors)},
+                                      {p.id: sentences_to_bytes(s) for p, s in zip(pending, sentences) if s is not None})
 
     # --- ingestion ------------------------------------------------------------------------------
     def ingest_paths(self, paths: Iterable[Path], progress: Callable[[int], None] | None = None,
@@ -477,15 +481,17 @@ class Corpus:
         """Embed every pending passage in one call, then store each article and add it to the index."""
         if not pending:
             return
-        vectors = self.encoder.encode([c.text for p in pending for c in p.chunks])
+        texts = [c.text for p in pending for c in p.chunks]
+        vectors, sentences = encode_passages(self.encoder, texts, [split_sentences(text) for text in texts])
         offset = 0
         for prepared in pending:
-            article_vectors = vectors[offset : offset + len(prepared.chunks)]
-            offset += len(prepared.chunks)
-            self._store(prepared, article_vectors, report)
+            end = offset + len(prepared.chunks)
+            self._store(prepared, vectors[offset:end], sentences[offset:end], report)
+            offset = end
         pending.clear()
 
-    def _store(self, prepared: "_Prepared", vectors: np.ndarray, report: IngestReport) -> None:
+    def _store(self, prepared: "_Prepared", vectors: np.ndarray, sentences: list[np.ndarray | None],
+               report: IngestReport) -> None:
         parsed = prepared.parsed
         article = Article(
             article_key=prepared.key, external_id=parsed.external_id, title=parsed.title, source=parsed.source,
@@ -496,9 +502,9 @@ class Corpus:
             Passage(
                 position=c.position, text=c.text, start=c.start, end=c.end,
                 speakers_json=json.dumps([s.as_dict() for s in c.speakers]), embedding=vector_to_bytes(v),
-                article_id=0,
+                sentence_vectors=None if sv is None else sentences_to_bytes(sv), article_id=0,
             )
-            for c, v in zip(prepared.chunks, vectors)
+            for c, v, sv in zip(prepared.chunks, vectors, sentences)
         ]
         removed = self.store.save_article(article, passages, replace_id=prepared.replace_id)
         self.catalog.invalidate()

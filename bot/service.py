@@ -22,6 +22,7 @@ from bot.retrieval import Retrieval, Retriever
 from bot.settings import Settings
 from bot.storage import Article, Passage
 from index.highlight import best_sentence_spans
+from index.sentence_vectors import from_bytes as sentences_from_bytes
 from index.query import QUESTION_MAX_WORDS, years_named
 from index.types import Speaker
 
@@ -198,8 +199,10 @@ class BriefingService:
 
     def _results(self, question: str, retrieval: Retrieval) -> list[Result]:
         candidates = retrieval.candidates
+        dim = len(retrieval.query_vector)
         spans = best_sentence_spans(question, retrieval.query_vector, [c.passage.text for c in candidates],
-                                    self.corpus.highlight_encoder)
+                                    self.corpus.highlight_encoder,
+                                    [sentences_from_bytes(c.passage.sentence_vectors, dim) for c in candidates])
         results = []
         for rank, (candidate, span) in enumerate(zip(candidates, spans), start=1):
             result = self._result(rank, candidate.score, candidate.passage, candidate.article, span)

@@ -81,6 +81,8 @@ class Passage(SQLModel, table=True):
     end: int
     speakers_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
     embedding: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # float16 rows, one per sentence, pooled from the passage's own encoder pass (index/sentence_vectors.py)
+    sentence_vectors: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
     @property
     def speakers(self) -> list[Speaker]:
@@ -283,12 +285,14 @@ class Store:
         with self.session() as session:
             return list(session.exec(select(Passage).where(Passage.embedding.is_(None)).limit(limit)))
 
-    def set_embeddings(self, vectors: dict[int, bytes]) -> None:
+    def set_embeddings(self, vectors: dict[int, bytes], sentences: dict[int, bytes | None] | None = None) -> None:
         with self.session() as session:
             for passage_id, blob in vectors.items():
                 passage = session.get(Passage, passage_id)
                 if passage is not None:
                     passage.embedding = blob
+                    if sentences is not None:
+                        passage.sentence_vectors = sentences.get(passage_id)
                     session.add(passage)
             session.commit()
 

@@ -85,6 +85,26 @@ class SentenceTransformerEncoder:
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def encode_with_sentences(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                              ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """`encode(texts)` and, from the same pass, each text's sentence vectors (index/sentence_vectors.py)."""
+        from index.sentence_vectors import pool_sentences
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        with self._lock:
+            outputs = self._model.encode(list(texts), batch_size=self.batch_size, output_value=None,
+                                         convert_to_numpy=False, show_progress_bar=False)
+            tokenized = self._model.tokenizer(list(texts), return_offsets_mapping=True, truncation=True,
+                                              max_length=self._model.max_seq_length)
+        vectors = np.stack([o["sentence_embedding"].float().numpy() for o in outputs])
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        sentences: list[np.ndarray | None] = []
+        for output, offsets, text_spans in zip(outputs, tokenized["offset_mapping"], spans):
+            states = output["token_embeddings"].float().numpy()[: len(offsets)]
+            sentences.append(pool_sentences(states, offsets, text_spans) if len(text_spans) > 1 else None)
+        return np.ascontiguousarray(vectors, dtype=np.float32), sentences
+
 
 # --- choosing the encoder ------------------------------------------------------------------------------
 ENCODER_CHOICES = ("auto", "onnx-int8", "onnx-fp32", "torch")

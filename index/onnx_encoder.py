@@ -31,12 +31,13 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from index.atomic import fsync_dir, write_atomically
+from index.sentence_vectors import pool_sentences
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("fp32", "int8")
 # Bump when the export recipe changes, so caches built by older code are rebuilt.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: the token states are a second output (index/sentence_vectors.py)
 EXPORT_TIMEOUT_SECONDS = 900
 # Graph checks at build time: fp32 must reproduce torch; int8's agreement is recorded for `auto`.
 FP32_MIN_COSINE = 0.9999
@@ -249,6 +250,7 @@ class OnnxEncoder:
         self._inputs = {i.name for i in self._session.get_inputs()}
         output = self._session.get_outputs()[0]
         self._output = output.name
+        self._states = "token_embeddings" if "token_embeddings" in {o.name for o in self._session.get_outputs()} else None
         self.dim = output.shape[-1] if isinstance(output.shape[-1], int) else self.model.hidden_size
 
         self._tokenizer = Tokenizer.from_file(str(self.model.root / "tokenizer.json"))
@@ -260,12 +262,26 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 rows, one per text, in input order."""
+        return self._encode(texts, None)[0]
+
+    def encode_with_sentences(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                              ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """`encode(texts)` and, from the same pass, each text's sentence vectors for `spans` (None for a text of
+        one span, or one truncated before its last span)."""
+        if not self._states:
+            return self.encode(texts), [None] * len(texts)
+        return self._encode(texts, spans)
+
+    def _encode(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]] | None
+                ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        sentences: list[np.ndarray | None] = [None] * len(texts)
         if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32), sentences
         encodings = self._tokenizer.encode_batch(list(texts))
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(lengths, kind="stable")
+        order = np.argsort(lengths, kind="stable")  # length-sorted batches waste less padding
         out = np.empty((len(encodings), self.dim), dtype=np.float32)
+        wanted = [self._output] if spans is None else [self._output, self._states]
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             width = int(lengths[rows].max())
@@ -276,8 +292,13 @@ class OnnxEncoder:
                 ids[r, :n] = encodings[i].ids
                 mask[r, :n] = 1
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            out[rows] = self._session.run([self._output], {k: v for k, v in feeds.items() if k in self._inputs})[0]
-        return out
+            results = self._session.run(wanted, {k: v for k, v in feeds.items() if k in self._inputs})
+            out[rows] = results[0]
+            if spans is not None:
+                for r, i in enumerate(rows):
+                    if len(spans[i]) > 1:
+                        sentences[i] = pool_sentences(results[1][r, : int(lengths[i])], encodings[i].offsets, spans[i])
+        return out, sentences
 
 
 # --- building (imports torch; runs once per cache) ----------------------------------------------------
@@ -307,7 +328,8 @@ def build_variants(model: ModelFiles, cache_dir: Path) -> dict[str, dict]:
                                 token_type_ids=token_type_ids).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+            # The token states too: sentence vectors are pooled from them (index/sentence_vectors.py).
+            return torch.nn.functional.normalize(pooled, p=2, dim=1), hidden
 
     wrapped = MeanPooled(bert).eval()
     from tokenizers import Tokenizer
@@ -324,12 +346,13 @@ def build_variants(model: ModelFiles, cache_dir: Path) -> dict[str, dict]:
         scratch = Path(scratch_name)
         raw, fp32, int8 = scratch / "raw.onnx", scratch / "fp32.onnx", scratch / "int8.onnx"
         axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                "token_type_ids": {0: "batch", 1: "tokens"}, "sentence_embedding": {0: "batch"}}
+                "token_type_ids": {0: "batch", 1: "tokens"}, "sentence_embedding": {0: "batch"},
+                "token_embeddings": {0: "batch", 1: "tokens"}}
         with torch.no_grad(), _quiet_export():
-            reference = wrapped(*(torch.from_numpy(feeds[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))
+            reference = wrapped(*(torch.from_numpy(feeds[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))[0]
             # The TorchScript exporter: its BERT graph is the one the transformer optimizer fully fuses.
             torch.onnx.export(wrapped, tuple(torch.from_numpy(feeds[k][:2, :8]) for k in feeds), str(raw),
-                              input_names=list(feeds), output_names=["sentence_embedding"], dynamic_axes=axes,
+                              input_names=list(feeds), output_names=["sentence_embedding", "token_embeddings"], dynamic_axes=axes,
                               opset_version=17, dynamo=False)
         reference = reference.numpy()
         fused = optimizer.optimize_model(str(raw), model_type="bert", num_heads=model.num_heads,
