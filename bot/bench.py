@@ -113,7 +113,7 @@ def measure_ingest(shared: Path, encoder, reference, articles: int) -> tuple[dic
     }
     base_articles = [{"title": a.title, "source": a.source, "published": a.published} for a in parsed]
     return result, Base(base_articles, texts, article_of, vectors,
-                        [None if s is None else sentences_to_bytes(s) for s in sentences])
+                        [sentences_to_bytes(s) for s in sentences])
 
 
 def build_corpus(data_dir: Path, base: Base, passages: int, encoder) -> Briefbot:

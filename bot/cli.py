@@ -88,6 +88,9 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     app = Briefbot.open(_settings(args), sync_index=False, writer=True)
     count = app.corpus.reindex()
     print(f"index rebuilt: {count} passage(s)")
+    if args.sentences:
+        added = app.corpus.add_sentence_vectors(lambda done: log.info("sentence vectors: %d passage(s)", done))
+        print(f"sentence vectors added to {added} passage(s)")
     return EXIT_OK
 
 
@@ -758,7 +761,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per reply (reads one message per line)")
     p.add_argument("--chat-id", default="terminal", help="conversation to continue (default: terminal)")
 
-    sub.add_parser("reindex", parents=[common], help="rebuild the FAISS index from the database")
+    p = sub.add_parser("reindex", parents=[common], help="rebuild the FAISS index from the database")
+    p.add_argument("--sentences", action="store_true",
+                   help="also give passages stored by an older version their sentence vectors (for the bold "
+                        "sentence; re-runs the encoder over them)")
     p = sub.add_parser("status", parents=[common], help="what is stored, and whether the index agrees with it")
     p.add_argument("--json", action="store_true")
 

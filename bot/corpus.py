@@ -378,7 +378,23 @@ class Corpus:
             vectors, sentences = encode_passages(self.encoder, [p.text for p in pending],
                                                  [split_sentences(p.text) for p in pending])
             self.store.set_embeddings({p.id: vector_to_bytes(v) for p, v in zip(pending, vectors)},
-                                      {p.id: sentences_to_bytes(s) for p, s in zip(pending, sentences) if s is not None})
+                                      {p.id: sentences_to_bytes(s) for p, s in zip(pending, sentences)})
+
+    def add_sentence_vectors(self, progress: Callable[[int], None] | None = None) -> int:
+        """Sentence vectors for passages stored before they existed (their sentences are otherwise encoded each
+        time they are shown). Re-runs the encoder over those passages; their vectors and the index stay as they are."""
+        self._writable()
+        done = 0
+        while True:
+            pending = self.store.passages_without_sentence_vectors(limit=self.settings.embedding_batch_size * 16)
+            if not pending:
+                return done
+            _, sentences = encode_passages(self.encoder, [p.text for p in pending],
+                                           [split_sentences(p.text) for p in pending])
+            self.store.set_sentence_vectors({p.id: sentences_to_bytes(s) for p, s in zip(pending, sentences)})
+            done += len(pending)
+            if progress:
+                progress(done)
 
     # --- ingestion ------------------------------------------------------------------------------
     def ingest_paths(self, paths: Iterable[Path], progress: Callable[[int], None] | None = None,
@@ -502,7 +518,7 @@ class Corpus:
             Passage(
                 position=c.position, text=c.text, start=c.start, end=c.end,
                 speakers_json=json.dumps([s.as_dict() for s in c.speakers]), embedding=vector_to_bytes(v),
-                sentence_vectors=None if sv is None else sentences_to_bytes(sv), article_id=0,
+                sentence_vectors=sentences_to_bytes(sv), article_id=0,
             )
             for c, v, sv in zip(prepared.chunks, vectors, sentences)
         ]

@@ -285,6 +285,17 @@ class Store:
         with self.session() as session:
             return list(session.exec(select(Passage).where(Passage.embedding.is_(None)).limit(limit)))
 
+    def passages_without_sentence_vectors(self, limit: int = 512) -> list[Passage]:
+        with self.session() as session:
+            return list(session.exec(select(Passage).where(Passage.sentence_vectors.is_(None))
+                                     .order_by(Passage.id).limit(limit)))
+
+    def set_sentence_vectors(self, sentences: dict[int, bytes]) -> None:
+        with self.session() as session:
+            for passage_id, blob in sentences.items():
+                session.exec(update(Passage).where(Passage.id == passage_id).values(sentence_vectors=blob))
+            session.commit()
+
     def set_embeddings(self, vectors: dict[int, bytes], sentences: dict[int, bytes | None] | None = None) -> None:
         with self.session() as session:
             for passage_id, blob in vectors.items():

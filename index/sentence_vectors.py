@@ -6,9 +6,9 @@ a question only takes dot products. On dev-qa passages that hold the answer in o
 sentence chosen this way held the answer as often as encoding each sentence alone (11 of 18 each; the same
 sentence in 16 of 18; docs/speed.md).
 
-Stored as float16 rows, one per sentence of `split_sentences(passage text)`, only for passages of several
-sentences. A passage without them (stored before this existed, or truncated by the model's 256 tokens before
-its last sentence) has its sentences encoded at question time, as before.
+Stored as float16 rows, one per sentence of `split_sentences(passage text)`, for passages of several
+sentences (empty for the others). A passage without them (stored before this existed, or truncated by the
+model's 256 tokens before its last sentence) has its sentences encoded at question time, as before.
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ def pool_sentences(states: np.ndarray, offsets: Sequence[tuple[int, int]],
     return np.asarray(rows, dtype=np.float32)
 
 
-def to_bytes(vectors: np.ndarray) -> bytes:
+def to_bytes(vectors: np.ndarray | None) -> bytes:
+    """Empty for a passage that needs none (one sentence) or can't have them (truncated): NULL in the database
+    means "not computed yet" (`briefbot reindex --sentences`)."""
+    if vectors is None:
+        return b""
     return np.ascontiguousarray(vectors, dtype=STORED_DTYPE).tobytes()
 
 
