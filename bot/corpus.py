@@ -242,10 +242,11 @@ class Corpus:
 
     @property
     def highlight_encoder(self) -> Encoder:
-        """The model that ranks a shown passage's sentences for the bold one: the largest per-question cost.
+        """The model that encodes a shown passage's sentences for the bold one, for passages stored without
+        sentence vectors (index/sentence_vectors.py); loaded on first need.
 
-        With questions on ONNX fp32 it is the int8 variant of the same export (docs/encoders.md: same best
-        sentence, half the time); otherwise, or when int8 can't be loaded, the question encoder itself."""
+        With questions on ONNX fp32 it is the int8 variant of the same export (same best sentence, half the
+        time); otherwise, or when int8 can't be loaded, the question encoder itself."""
         if self._highlight_encoder is not None:
             return self._highlight_encoder
         encoder = self.encoder

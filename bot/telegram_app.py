@@ -107,8 +107,8 @@ async def _post_init(application: Application) -> None:
     ops: OpsServer | None = application.bot_data.get(OPS_SERVER)
     if ops is not None:
         await ops.start()
-    try:  # the models load before the first update is read, so the first user does not wait for them
-        await asyncio.to_thread(lambda: application.bot_data[BRIEFBOT].corpus.highlight_encoder)
+    try:  # the model loads before the first update is read, so the first user does not wait for it
+        await asyncio.to_thread(lambda: application.bot_data[BRIEFBOT].corpus.encoder)
     except Exception:  # noqa: BLE001 - logged; questions will say sorry, everything else still works
         log.exception("the encoder did not load at start-up")
     try:  # the command menu is a convenience: a Bot API hiccup at start-up must not stop the bot starting
