@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import numpy as np
 from sqlmodel import select
 
-from bot.storage import Article, Passage, Store
+from bot.storage import Article, Store
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,11 @@ class PassageCatalog:
         with self._lock:
             if not self._stale:
                 return
+            pairs = self.store.int_columns("SELECT id, article_id FROM passage ORDER BY id").reshape(-1, 2)
             with self.store.session() as session:
-                pairs = session.exec(select(Passage.id, Passage.article_id).order_by(Passage.id)).all()
                 facts = session.exec(select(Article.id, Article.published, Article.source)).all()
-            self._passage_ids = np.fromiter((p for p, _ in pairs), dtype=np.int64, count=len(pairs))
-            self._article_ids = np.fromiter((a for _, a in pairs), dtype=np.int64, count=len(pairs))
+            self._passage_ids = np.ascontiguousarray(pairs[:, 0])
+            self._article_ids = np.ascontiguousarray(pairs[:, 1])
             self._articles = {a: ArticleFacts(_aware(published), source) for a, published, source in facts}
             self._sources = sorted({f.source for f in self._articles.values() if f.source})
             dates = [f.published for f in self._articles.values() if f.published is not None]
