@@ -21,7 +21,6 @@ Where an earlier test already proves an item it stays where it is and is named h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -42,23 +41,11 @@ STRANGER = 2002
 GROUP = -100300
 
 
-@contextlib.asynccontextmanager
-async def bot_as_run_builds_it(briefbot):
-    """The bot from `briefbot run`'s own builder (bot.telegram_app.application_builder), polling a test server."""
-    from bot.telegram_app import application_builder, build_application
+def run_builder(server):
+    """`briefbot run`'s own builder (bot.telegram_app.application_builder), aimed at the test server."""
+    from bot.telegram_app import application_builder
 
-    async with running_server() as server:
-        application = build_application(briefbot, application_builder(server.token, server.base_url))
-        await application.initialize()
-        await application.start()
-        await application.updater.start_polling(poll_interval=0, timeout=1)
-        try:
-            yield server
-        finally:
-            await application.updater.stop()
-            await application.stop()
-            await application.shutdown()
-        server.assert_no_violations()
+    return application_builder(server.token, server.base_url)
 
 
 # --- 1. the bot token ---------------------------------------------------------------------------------------------
@@ -85,7 +72,7 @@ async def test_the_token_in_a_failing_request_url_never_reaches_the_log_or_the_u
     logged here (DEBUG, every library), a handler fails with such an error, and no log line, traceback or reply
     holds the token."""
     caplog.set_level(logging.DEBUG)
-    async with bot_as_run_builds_it(seeded_app) as server:
+    async with telegram_bot(seeded_app, run_builder) as server:
         def failing_request(*_args, **_kwargs):
             # a real request to the Bot API with the bot's token in its URL, refused (400): raise_for_status
             # raises httpx.HTTPStatusError("Client error '400 Bad Request' for url '.../bot<TOKEN>/sendMessage'")

@@ -15,10 +15,12 @@ USER = 1001
 
 
 @contextlib.asynccontextmanager
-async def telegram_bot(briefbot):
-    """Start the bot exactly as `briefbot run` wires it, against a fresh test server."""
+async def telegram_bot(briefbot, builder=None):
+    """Start the bot exactly as `briefbot run` wires it, against a fresh test server. `builder(server)` replaces
+    the test server's application builder (short timeouts) with another, e.g. `briefbot run`'s own."""
     async with running_server() as server:
-        application = build_application(briefbot, server.application_builder(read_timeout=5))
+        made = builder(server) if builder else server.application_builder(read_timeout=5)
+        application = build_application(briefbot, made)
         await application.initialize()
         await application.post_init(application)
         await application.start()
